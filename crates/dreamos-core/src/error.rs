@@ -1,0 +1,59 @@
+//! Stable error codes shared by every layer, so that the HTTP API, the CLI and Discord all
+//! name a failure the same way.
+
+use std::fmt;
+
+/// A machine-readable error code. The string form is part of the public API: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BadRequest,
+    MalformedJson,
+    UnknownKind,
+    InvalidPayload,
+    PayloadTooLarge,
+    NotFound,
+    StaleLease,
+    InvalidTransition,
+    DependencyNotFound,
+    Unauthorized,
+    Forbidden,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::UnknownKind => "unknown_kind",
+            ErrorCode::InvalidPayload => "invalid_payload",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::StaleLease => "stale_lease",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::DependencyNotFound => "dependency_not_found",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value that did not parse into a domain type (a priority, a state, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{value}`: expected one of {expected}")]
+pub struct ParseError {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}

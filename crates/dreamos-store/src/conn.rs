@@ -1,0 +1,198 @@
+//! The small connection interface the transitions in [`crate::ops`] are written against, with
+//! one implementation per backend. Keeping it this narrow (execute, fetch, typed getters) is
+//! what lets one body of SQL logic serve SQLite and PostgreSQL alike.
+
+use std::future::Future;
+
+use sqlx::{AssertSqlSafe, PgConnection, Row, SqlSafeStr, SqlStr, SqliteConnection};
+
+/// A bound SQL parameter. Integers are always 64-bit (`BIGINT` on PostgreSQL).
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<Option<f64>> for Arg {
+    fn from(v: Option<f64>) -> Self {
+        Arg::Real(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v)
+    }
+}
+
+/// Builds an argument list: `args![a, b, c]`.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => { vec![$($crate::conn::Arg::from($value)),*] };
+}
+pub(crate) use args;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Row locking for a read that precedes a write in the same transaction. SQLite has a
+    /// single writer, so it needs none.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Row locking for claims: concurrent claimers skip each other's rows instead of waiting.
+    pub(crate) fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+pub(crate) trait RowLike {
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn opt_real(&self, col: &str) -> Result<Option<f64>, sqlx::Error>;
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+}
+
+pub(crate) trait Conn: Send {
+    type Row: RowLike + Send;
+    const DIALECT: Dialect;
+
+    fn execute(
+        &mut self,
+        sql: SqlStr,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    fn fetch_all(
+        &mut self,
+        sql: SqlStr,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send;
+
+    fn fetch_optional(
+        &mut self,
+        sql: SqlStr,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send;
+}
+
+macro_rules! impl_conn {
+    ($module:ident, $conn:ty, $row:ty, $db:ty, $dialect:expr) => {
+        mod $module {
+            use super::*;
+            impl RowLike for $row {
+                fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+                    self.try_get::<i64, _>(col)
+                }
+                fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+                    self.try_get::<Option<i64>, _>(col)
+                }
+                fn opt_real(&self, col: &str) -> Result<Option<f64>, sqlx::Error> {
+                    self.try_get::<Option<f64>, _>(col)
+                }
+                fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+                    self.try_get::<String, _>(col)
+                }
+                fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+                    self.try_get::<Option<String>, _>(col)
+                }
+            }
+
+            fn bind<'q>(
+                mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                args: Vec<Arg>,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+                for arg in args {
+                    query = match arg {
+                        Arg::Int(v) => query.bind(v),
+                        Arg::Real(v) => query.bind(v),
+                        Arg::Text(v) => query.bind(v),
+                    };
+                }
+                query
+            }
+
+            impl Conn for $conn {
+                type Row = $row;
+                const DIALECT: Dialect = $dialect;
+
+                async fn execute(
+                    &mut self,
+                    sql: SqlStr,
+                    args: Vec<Arg>,
+                ) -> Result<u64, sqlx::Error> {
+                    let query = bind(sqlx::query::<$db>(sql), args);
+                    Ok(query.execute(&mut *self).await?.rows_affected())
+                }
+
+                async fn fetch_all(
+                    &mut self,
+                    sql: SqlStr,
+                    args: Vec<Arg>,
+                ) -> Result<Vec<$row>, sqlx::Error> {
+                    let query = bind(sqlx::query::<$db>(sql), args);
+                    query.fetch_all(&mut *self).await
+                }
+
+                async fn fetch_optional(
+                    &mut self,
+                    sql: SqlStr,
+                    args: Vec<Arg>,
+                ) -> Result<Option<$row>, sqlx::Error> {
+                    let query = bind(sqlx::query::<$db>(sql), args);
+                    query.fetch_optional(&mut *self).await
+                }
+            }
+        }
+    };
+}
+
+impl_conn!(sqlite_conn, SqliteConnection, sqlx::sqlite::SqliteRow, sqlx::Sqlite, Dialect::Sqlite);
+impl_conn!(pg_conn, PgConnection, sqlx::postgres::PgRow, sqlx::Postgres, Dialect::Postgres);
+
+/// `$start, $start+1, ...` placeholders for an `IN (...)` list of `n` values.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A fixed SQL text.
+pub(crate) fn fixed(sql: &'static str) -> SqlStr {
+    sql.into_sql_str()
+}
+
+/// SQL text built at run time. Only placeholders, column lists and table names chosen by this
+/// crate are ever formatted into it; values are always bound.
+pub(crate) fn dynamic(sql: String) -> SqlStr {
+    AssertSqlSafe(sql).into_sql_str()
+}

@@ -1,0 +1,73 @@
+//! The store's error type, with a stable code for each variant.
+
+use dreamos_core::{ErrorCode, TaskId, TaskState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    #[error(
+        "task {id}: the lease token is stale (the task was claimed again, finished or expired)"
+    )]
+    StaleLease { id: TaskId },
+    #[error("task {id} is {state}: cannot {action}")]
+    InvalidTransition { id: TaskId, state: TaskState, action: &'static str },
+    #[error("dependency {0} does not exist")]
+    DependencyNotFound(TaskId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store configuration: {0}")]
+    Config(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::StaleLease { .. } => ErrorCode::StaleLease,
+            StoreError::InvalidTransition { .. } => ErrorCode::InvalidTransition,
+            StoreError::DependencyNotFound(_) => ErrorCode::DependencyNotFound,
+            StoreError::Conflict(_) => ErrorCode::BadRequest,
+            StoreError::Closed => ErrorCode::Unavailable,
+            StoreError::Config(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Database(_)
+            | StoreError::Migrate(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub(crate) fn unexpected(response: crate::Response) -> Self {
+        StoreError::Corrupt(format!("unexpected response {response:?}"))
+    }
+
+    /// True for errors a whole transaction may be retried after (PostgreSQL serialization
+    /// failures and deadlocks, SQLite busy).
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "517"))
+            }
+            _ => false,
+        }
+    }
+
+    /// True for errors raised by the checks of one request, before it wrote anything: the rest
+    /// of a group commit is unaffected by them.
+    pub(crate) fn is_logical(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::Database(_)
+                | StoreError::Migrate(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Closed
+        )
+    }
+}

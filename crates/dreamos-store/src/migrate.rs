@@ -1,0 +1,34 @@
+//! Versioned schema migrations, embedded in the binary (one list per backend) and applied by
+//! sqlx's migrator, which records each version with a checksum.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::Backend;
+
+const SQLITE: &[(i64, &str, &str)] =
+    &[(1, "tasks", include_str!("../migrations/sqlite/0001_tasks.sql"))];
+const POSTGRES: &[(i64, &str, &str)] =
+    &[(1, "tasks", include_str!("../migrations/postgres/0001_tasks.sql"))];
+
+pub(crate) fn migrator(backend: Backend) -> Migrator {
+    let list = match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,871 @@
+//! Every write the store performs, written once against [`Conn`] and run inside a transaction
+//! by the backend: SQLite's writer batches many requests into one, PostgreSQL runs each alone.
+//!
+//! Architecture invariant: a request's checks (not found, stale token, illegal transition) run
+//! before its first write, so a request that fails a check has written nothing.
+
+use std::collections::BTreeSet;
+
+use dreamos_core::{
+    Completion, EventKind, NewTask, Outcome, Priority, RetryPolicy, Task, TaskError, TaskId,
+    TaskState, TaskSummary, error_class,
+};
+
+use crate::conn::{Conn, RowLike, args, dynamic, fixed, placeholders};
+use crate::types::{ApiToken, ClaimRequest, Heartbeat, HeartbeatAnswer};
+use crate::{Result, StoreError};
+
+/// One write request. Batches (submit, heartbeat, complete) are one request each.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Submit(Vec<NewTask>),
+    Claim(ClaimRequest),
+    Heartbeat(Vec<Heartbeat>),
+    Complete { actor: String, reports: Vec<Completion> },
+    Cancel { id: TaskId, actor: String },
+    Retry { id: TaskId, actor: String },
+    ExpireLeases,
+    FailHolders { prefix: String, class: String },
+    Archive { finished_before_ms: i64 },
+    CreateToken(ApiToken),
+    RevokeToken { id: String },
+}
+
+#[derive(Debug)]
+pub enum Response {
+    Submitted(Vec<TaskSummary>),
+    Claimed(Vec<Task>),
+    Heartbeats(Vec<Result<HeartbeatAnswer>>),
+    Completed(Vec<Result<TaskState>>),
+    State(TaskState),
+    Tasks(Vec<TaskId>),
+    Count(u64),
+    Done,
+}
+
+impl Response {
+    /// Whether claimable work may have appeared, so idle claimers should look again.
+    pub fn may_add_work(&self) -> bool {
+        !matches!(self, Response::Claimed(_) | Response::Heartbeats(_) | Response::Done)
+    }
+}
+
+/// What a transaction needs to know besides its request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    pub now: i64,
+    pub aging_ms: i64,
+}
+
+impl Ctx {
+    fn sort_key(&self, available_at: i64, priority: Priority) -> i64 {
+        available_at - priority.rank() * self.aging_ms
+    }
+}
+
+pub(crate) const TASK_COLS: &str = "id, kind, payload, priority, state, capabilities, attempts, \
+    max_attempts, backoff_base_ms, backoff_max_ms, available_at, timeout_ms, lease_holder, fence, \
+    lease_expires_at, progress_percent, progress_message, result, error_class, error_message, \
+    depends_on, idempotency_key, submitter, cancel_requested, created_at, updated_at, finished_at";
+
+const ALL_COLS: &str = "id, kind, payload, priority, state, capabilities, attempts, max_attempts, \
+    backoff_base_ms, backoff_max_ms, available_at, sort_key, timeout_ms, lease_holder, fence, \
+    lease_expires_at, progress_percent, progress_message, result, error_class, error_message, \
+    depends_on, pending_deps, idempotency_key, submitter, cancel_requested, created_at, \
+    updated_at, finished_at";
+
+/// The columns deciding how an attempt ends.
+const ATTEMPT_COLS: &str = "id, state, fence, attempts, max_attempts, backoff_base_ms, \
+    backoff_max_ms, priority, cancel_requested, lease_holder";
+
+pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> Result<Response> {
+    Ok(match request {
+        Request::Submit(tasks) => Response::Submitted(submit(c, ctx, tasks).await?),
+        Request::Claim(claim_request) => Response::Claimed(claim(c, ctx, claim_request).await?),
+        Request::Heartbeat(beats) => {
+            let mut answers = Vec::with_capacity(beats.len());
+            for beat in beats {
+                answers.push(heartbeat(c, ctx, beat).await);
+            }
+            // A database error must abort the whole transaction, not hide in one answer.
+            if let Some(pos) = answers.iter().position(|a| matches!(a, Err(e) if !e.is_logical())) {
+                return Err(answers.swap_remove(pos).unwrap_err());
+            }
+            Response::Heartbeats(answers)
+        }
+        Request::Complete { actor, reports } => {
+            let mut results = Vec::with_capacity(reports.len());
+            for report in reports {
+                results.push(complete(c, ctx, actor, report).await);
+            }
+            if let Some(pos) = results.iter().position(|r| matches!(r, Err(e) if !e.is_logical())) {
+                return Err(results.swap_remove(pos).unwrap_err());
+            }
+            Response::Completed(results)
+        }
+        Request::Cancel { id, actor } => Response::State(cancel(c, ctx, *id, actor).await?),
+        Request::Retry { id, actor } => Response::State(retry(c, ctx, *id, actor).await?),
+        Request::ExpireLeases => Response::Tasks(expire_leases(c, ctx).await?),
+        Request::FailHolders { prefix, class } => {
+            Response::Tasks(fail_holders(c, ctx, prefix, class).await?)
+        }
+        Request::Archive { finished_before_ms } => {
+            Response::Count(archive(c, ctx, *finished_before_ms).await?)
+        }
+        Request::CreateToken(token) => {
+            c.execute(
+                fixed("INSERT INTO api_tokens (id, hash, role, label, created_at, expires_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+                args![
+                    token.id.clone(),
+                    token.hash.clone(),
+                    token.role.clone(),
+                    token.label.clone(),
+                    token.created_at_ms,
+                    token.expires_at_ms,
+                    token.revoked_at_ms
+                ],
+            )
+            .await?;
+            Response::Done
+        }
+        Request::RevokeToken { id } => {
+            let n = c
+                .execute(
+                    fixed("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"),
+                    args![ctx.now, id.clone()],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("no active token with id `{id}`")));
+            }
+            Response::Done
+        }
+    })
+}
+
+async fn event<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    task: i64,
+    kind: EventKind,
+    attempt: i64,
+    actor: &str,
+    detail: Option<String>,
+) -> Result<()> {
+    c.execute(
+        fixed(
+            "INSERT INTO task_events (task_id, at, kind, attempt, actor, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        ),
+        args![task, ctx.now, kind.as_str(), attempt, actor, detail],
+    )
+    .await?;
+    Ok(())
+}
+
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// The state of a task, live or archived.
+async fn state_of<C: Conn>(c: &mut C, id: i64) -> Result<Option<TaskState>> {
+    let row = c
+        .fetch_optional(
+            fixed("SELECT state FROM tasks WHERE id = $1 UNION ALL SELECT state FROM tasks_archive WHERE id = $1"),
+            args![id],
+        )
+        .await?;
+    row.map(|r| parse_state(&r.text("state")?)).transpose()
+}
+
+fn parse_state(s: &str) -> Result<TaskState> {
+    s.parse().map_err(|e: dreamos_core::ParseError| StoreError::Corrupt(e.to_string()))
+}
+
+async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<TaskSummary>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Some(key) = &task.idempotency_key
+            && let Some(existing) = find_by_key(c, key).await?
+        {
+            out.push(existing);
+            continue;
+        }
+        let deps: BTreeSet<TaskId> = task.depends_on.iter().copied().collect();
+        let mut pending_deps = 0_i64;
+        let mut failed_dep = None;
+        for dep in &deps {
+            match state_of(c, dep.0).await? {
+                None => return Err(StoreError::DependencyNotFound(*dep)),
+                Some(TaskState::Succeeded) => {}
+                Some(TaskState::Failed | TaskState::Cancelled) => failed_dep = Some(*dep),
+                Some(_) => pending_deps += 1,
+            }
+        }
+        let state = if failed_dep.is_some() {
+            TaskState::Failed
+        } else if pending_deps > 0 {
+            TaskState::Pending
+        } else {
+            TaskState::Queued
+        };
+        let available_at = task.run_at_ms.map_or(ctx.now, |at| at.max(ctx.now));
+        let (error_class, error_message, finished_at) = match failed_dep {
+            Some(dep) => (
+                Some(error_class::DEPENDENCY_FAILED.to_string()),
+                Some(format!("dependency {dep} did not succeed")),
+                Some(ctx.now),
+            ),
+            None => (None, None, None),
+        };
+        let deps_vec: Vec<TaskId> = deps.iter().copied().collect();
+        let row = c
+            .fetch_optional(
+                fixed("INSERT INTO tasks (kind, payload, priority, state, capabilities, attempts, \
+                 max_attempts, backoff_base_ms, backoff_max_ms, available_at, sort_key, timeout_ms, \
+                 fence, depends_on, pending_deps, idempotency_key, submitter, cancel_requested, \
+                 created_at, updated_at, finished_at, error_class, error_message) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $15, 0, \
+                 $16, $16, $17, $18, $19) \
+                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                 RETURNING id"),
+                args![
+                    task.kind.clone(),
+                    to_json(&task.payload),
+                    task.priority.rank(),
+                    state.as_str(),
+                    to_json(&task.capabilities),
+                    i64::from(task.retry.max_attempts),
+                    task.retry.base_delay_ms,
+                    task.retry.max_delay_ms,
+                    available_at,
+                    ctx.sort_key(available_at, task.priority),
+                    task.timeout_ms,
+                    to_json(&deps_vec),
+                    pending_deps,
+                    task.idempotency_key.clone(),
+                    task.submitter.clone(),
+                    ctx.now,
+                    finished_at,
+                    error_class,
+                    error_message.clone()
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            // A concurrent submission with the same key won the race: answer with its task.
+            let key = task.idempotency_key.as_deref().unwrap_or_default();
+            match find_by_key(c, key).await? {
+                Some(existing) => out.push(existing),
+                None => {
+                    return Err(StoreError::Conflict(format!("idempotency key `{key}` is taken")));
+                }
+            }
+            continue;
+        };
+        let id = row.int("id")?;
+        for dep in &deps {
+            c.execute(
+                fixed("INSERT INTO task_deps (depends_on, task_id) VALUES ($1, $2)"),
+                args![dep.0, id],
+            )
+            .await?;
+        }
+        event(c, ctx, id, EventKind::Submitted, 0, &task.submitter, None).await?;
+        if state == TaskState::Failed {
+            event(c, ctx, id, EventKind::Failed, 0, "queue", error_message).await?;
+        }
+        out.push(TaskSummary { id: TaskId(id), state, created: true });
+    }
+    Ok(out)
+}
+
+async fn find_by_key<C: Conn>(c: &mut C, key: &str) -> Result<Option<TaskSummary>> {
+    let row = c
+        .fetch_optional(
+            fixed(
+                "SELECT id, state FROM tasks WHERE idempotency_key = $1 \
+             UNION ALL SELECT id, state FROM tasks_archive WHERE idempotency_key = $1",
+            ),
+            args![key],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(TaskSummary {
+            id: TaskId(r.int("id")?),
+            state: parse_state(&r.text("state")?)?,
+            created: false,
+        })
+    })
+    .transpose()
+}
+
+/// How many candidate rows one claim looks at, page by page, before giving up on finding
+/// tasks whose extra capabilities this agent has.
+const CLAIM_PAGES: usize = 4;
+
+async fn claim<C: Conn>(c: &mut C, ctx: &Ctx, request: &ClaimRequest) -> Result<Vec<Task>> {
+    let caps: BTreeSet<&str> = request.capabilities.iter().map(String::as_str).collect();
+    if caps.is_empty() || request.max == 0 {
+        return Ok(Vec::new());
+    }
+    let page = (request.max * 2 + 16) as i64;
+    let kinds = placeholders(5, caps.len());
+    let sql = format!(
+        "SELECT id, sort_key, capabilities FROM tasks WHERE state = 'queued' AND available_at <= $1 \
+         AND (sort_key > $2 OR (sort_key = $2 AND id > $3)) AND kind IN ({kinds}) \
+         ORDER BY sort_key, id LIMIT $4{}",
+        C::DIALECT.skip_locked()
+    );
+    let mut chosen: Vec<i64> = Vec::with_capacity(request.max);
+    let (mut after_key, mut after_id) = (i64::MIN, 0_i64);
+    for _ in 0..CLAIM_PAGES {
+        let mut a = args![ctx.now, after_key, after_id, page];
+        a.extend(caps.iter().map(|k| (*k).into()));
+        let rows = c.fetch_all(dynamic(sql.clone()), a).await?;
+        let exhausted = (rows.len() as i64) < page;
+        for row in &rows {
+            after_key = row.int("sort_key")?;
+            after_id = row.int("id")?;
+            let required: Vec<String> = decode(&row.text("capabilities")?)?;
+            if required.iter().all(|r| caps.contains(r.as_str())) {
+                chosen.push(after_id);
+                if chosen.len() == request.max {
+                    break;
+                }
+            }
+        }
+        if exhausted || chosen.len() == request.max {
+            break;
+        }
+    }
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = placeholders(4, chosen.len());
+    let mut a = args![request.holder.clone(), ctx.now + request.lease_ms, ctx.now];
+    a.extend(chosen.iter().map(|id| (*id).into()));
+    let rows = c
+        .fetch_all(
+            dynamic(format!(
+                "UPDATE tasks SET state = 'running', attempts = attempts + 1, fence = fence + 1, \
+                 lease_holder = $1, lease_expires_at = $2, updated_at = $3, \
+                 progress_percent = NULL, progress_message = NULL \
+                 WHERE id IN ({ids}) RETURNING {TASK_COLS}"
+            )),
+            a,
+        )
+        .await?;
+    let ids = placeholders(3, chosen.len());
+    let mut a = args![ctx.now, request.holder.clone()];
+    a.extend(chosen.iter().map(|id| (*id).into()));
+    c.execute(
+        dynamic(format!(
+            "INSERT INTO task_events (task_id, at, kind, attempt, actor, detail) \
+             SELECT id, $1, 'claimed', attempts, $2, NULL FROM tasks WHERE id IN ({ids})"
+        )),
+        a,
+    )
+    .await?;
+    let mut tasks = rows.iter().map(|r| task_from_row(r, false)).collect::<Result<Vec<_>>>()?;
+    // Hand tasks out in queue order.
+    tasks.sort_by_key(|t| chosen.iter().position(|id| *id == t.id.0));
+    Ok(tasks)
+}
+
+async fn heartbeat<C: Conn>(c: &mut C, ctx: &Ctx, beat: &Heartbeat) -> Result<HeartbeatAnswer> {
+    let expires = ctx.now + beat.lease_ms;
+    let (percent, message) = match &beat.progress {
+        Some(p) => (Some(p.percent), Some(p.message.clone())),
+        None => (None, None),
+    };
+    let row = c
+        .fetch_optional(
+            fixed(
+                "UPDATE tasks SET lease_expires_at = $1, updated_at = $2, \
+             progress_percent = COALESCE($3, progress_percent), \
+             progress_message = COALESCE($4, progress_message) \
+             WHERE id = $5 AND fence = $6 AND state = 'running' RETURNING cancel_requested",
+            ),
+            args![expires, ctx.now, percent, message, beat.task_id.0, beat.fence],
+        )
+        .await?;
+    match row {
+        Some(r) => Ok(HeartbeatAnswer {
+            cancel_requested: r.int("cancel_requested")? != 0,
+            lease_expires_at_ms: expires,
+        }),
+        None => Err(missing_or_stale(c, beat.task_id).await),
+    }
+}
+
+async fn missing_or_stale<C: Conn>(c: &mut C, id: TaskId) -> StoreError {
+    match state_of(c, id.0).await {
+        Ok(Some(_)) => StoreError::StaleLease { id },
+        Ok(None) => StoreError::NotFound(id),
+        Err(e) => e,
+    }
+}
+
+/// The columns of a running attempt, read (and on PostgreSQL locked) before it is ended.
+struct Attempt {
+    id: i64,
+    state: TaskState,
+    fence: i64,
+    attempts: i64,
+    retry: RetryPolicy,
+    priority: Priority,
+    cancel_requested: bool,
+    holder: Option<String>,
+}
+
+fn attempt_from_row<R: RowLike>(r: &R) -> Result<Attempt> {
+    Ok(Attempt {
+        id: r.int("id")?,
+        state: parse_state(&r.text("state")?)?,
+        fence: r.int("fence")?,
+        attempts: r.int("attempts")?,
+        retry: RetryPolicy {
+            max_attempts: r.int("max_attempts")?.clamp(0, u32::MAX as i64) as u32,
+            base_delay_ms: r.int("backoff_base_ms")?,
+            max_delay_ms: r.int("backoff_max_ms")?,
+        },
+        priority: Priority::from_rank(r.int("priority")?)
+            .ok_or_else(|| StoreError::Corrupt("priority out of range".into()))?,
+        cancel_requested: r.int("cancel_requested")? != 0,
+        holder: r.opt_text("lease_holder")?,
+    })
+}
+
+async fn complete<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    actor: &str,
+    report: &Completion,
+) -> Result<TaskState> {
+    let row = c
+        .fetch_optional(
+            dynamic(format!(
+                "SELECT {ATTEMPT_COLS} FROM tasks WHERE id = $1{}",
+                C::DIALECT.for_update()
+            )),
+            args![report.task_id.0],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(missing_or_stale(c, report.task_id).await);
+    };
+    let attempt = attempt_from_row(&row)?;
+    if attempt.state != TaskState::Running || attempt.fence != report.fence {
+        return Err(StoreError::StaleLease { id: report.task_id });
+    }
+    end_attempt(c, ctx, &attempt, &report.outcome, actor).await
+}
+
+/// Ends a running attempt with `outcome`, through the retry policy, and settles dependents.
+async fn end_attempt<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    attempt: &Attempt,
+    outcome: &Outcome,
+    actor: &str,
+) -> Result<TaskState> {
+    let id = attempt.id;
+    const CLEAR_LEASE: &str = "lease_holder = NULL, lease_expires_at = NULL";
+    match outcome {
+        Outcome::Succeeded { result } => {
+            c.execute(
+                dynamic(format!(
+                    "UPDATE tasks SET state = 'succeeded', result = $1, finished_at = $2, \
+                     updated_at = $2, error_class = NULL, error_message = NULL, {CLEAR_LEASE} \
+                     WHERE id = $3"
+                )),
+                args![to_json(result), ctx.now, id],
+            )
+            .await?;
+            event(c, ctx, id, EventKind::Succeeded, attempt.attempts, actor, None).await?;
+            release_dependents(c, ctx, id).await?;
+            Ok(TaskState::Succeeded)
+        }
+        Outcome::Failed { .. } | Outcome::Cancelled if attempt.cancel_requested => {
+            finish_cancelled(c, ctx, id, attempt.attempts, actor, "cancelled while running").await
+        }
+        Outcome::Cancelled => {
+            finish_cancelled(c, ctx, id, attempt.attempts, actor, "stopped by its holder").await
+        }
+        Outcome::Failed { error, retryable } => {
+            let detail = format!("{}: {}", error.class, error.message);
+            if *retryable && attempt.retry.may_retry(attempt.attempts as u32) {
+                let delay = attempt.retry.jittered_delay_ms(attempt.attempts as u32);
+                let available_at = ctx.now + delay;
+                c.execute(
+                    dynamic(format!(
+                        "UPDATE tasks SET state = 'queued', available_at = $1, sort_key = $2, \
+                         error_class = $3, error_message = $4, updated_at = $5, {CLEAR_LEASE} \
+                         WHERE id = $6"
+                    )),
+                    args![
+                        available_at,
+                        ctx.sort_key(available_at, attempt.priority),
+                        error.class.clone(),
+                        error.message.clone(),
+                        ctx.now,
+                        id
+                    ],
+                )
+                .await?;
+                let detail = format!("{detail} (next attempt in {delay} ms)");
+                event(c, ctx, id, EventKind::RetryScheduled, attempt.attempts, actor, Some(detail))
+                    .await?;
+                Ok(TaskState::Queued)
+            } else {
+                finish_failed(c, ctx, id, attempt.attempts, actor, error).await?;
+                Ok(TaskState::Failed)
+            }
+        }
+        Outcome::Released => {
+            // The attempt does not count, and the task keeps its place in the queue.
+            c.execute(
+                dynamic(format!(
+                    "UPDATE tasks SET state = 'queued', attempts = attempts - 1, \
+                     available_at = $1, updated_at = $1, {CLEAR_LEASE} WHERE id = $2"
+                )),
+                args![ctx.now, id],
+            )
+            .await?;
+            event(c, ctx, id, EventKind::Released, attempt.attempts, actor, None).await?;
+            Ok(TaskState::Queued)
+        }
+    }
+}
+
+async fn finish_failed<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    id: i64,
+    attempts: i64,
+    actor: &str,
+    error: &TaskError,
+) -> Result<()> {
+    c.execute(
+        fixed("UPDATE tasks SET state = 'failed', error_class = $1, error_message = $2, finished_at = $3, \
+         updated_at = $3, lease_holder = NULL, lease_expires_at = NULL WHERE id = $4"),
+        args![error.class.clone(), error.message.clone(), ctx.now, id],
+    )
+    .await?;
+    let detail = format!("{}: {}", error.class, error.message);
+    event(c, ctx, id, EventKind::Failed, attempts, actor, Some(detail)).await?;
+    fail_dependents(c, ctx, id).await
+}
+
+async fn finish_cancelled<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    id: i64,
+    attempts: i64,
+    actor: &str,
+    why: &str,
+) -> Result<TaskState> {
+    c.execute(
+        fixed(
+            "UPDATE tasks SET state = 'cancelled', error_class = $1, error_message = $2, \
+         finished_at = $3, updated_at = $3, lease_holder = NULL, lease_expires_at = NULL \
+         WHERE id = $4",
+        ),
+        args![error_class::CANCELLED, why, ctx.now, id],
+    )
+    .await?;
+    event(c, ctx, id, EventKind::Cancelled, attempts, actor, Some(why.to_string())).await?;
+    fail_dependents(c, ctx, id).await?;
+    Ok(TaskState::Cancelled)
+}
+
+/// A dependency succeeded: dependents with nothing left to wait for become queued.
+async fn release_dependents<C: Conn>(c: &mut C, ctx: &Ctx, id: i64) -> Result<()> {
+    const DEPENDENTS: &str = "id IN (SELECT task_id FROM task_deps WHERE depends_on = $1)";
+    let n = c
+        .execute(
+            dynamic(format!(
+                "UPDATE tasks SET pending_deps = pending_deps - 1, updated_at = $2 \
+                 WHERE state = 'pending' AND {DEPENDENTS}"
+            )),
+            args![id, ctx.now],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(());
+    }
+    let rows = c
+        .fetch_all(
+            dynamic(format!(
+                "UPDATE tasks SET state = 'queued', \
+                 available_at = CASE WHEN available_at > $2 THEN available_at ELSE $2 END, \
+                 sort_key = (CASE WHEN available_at > $2 THEN available_at ELSE $2 END) - priority * $3, \
+                 updated_at = $2 \
+                 WHERE state = 'pending' AND pending_deps <= 0 AND {DEPENDENTS} RETURNING id"
+            )),
+            args![id, ctx.now, ctx.aging_ms],
+        )
+        .await?;
+    for row in rows {
+        let detail = format!("dependency {id} succeeded");
+        event(c, ctx, row.int("id")?, EventKind::Unblocked, 0, "queue", Some(detail)).await?;
+    }
+    Ok(())
+}
+
+/// A dependency will never succeed: its waiting dependents fail, and theirs, transitively.
+async fn fail_dependents<C: Conn>(c: &mut C, ctx: &Ctx, root: i64) -> Result<()> {
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        let rows = c
+            .fetch_all(
+                fixed("UPDATE tasks SET state = 'failed', error_class = $2, error_message = $3, \
+                 finished_at = $4, updated_at = $4 \
+                 WHERE state = 'pending' AND id IN (SELECT task_id FROM task_deps WHERE depends_on = $1) \
+                 RETURNING id"),
+                args![
+                    id,
+                    error_class::DEPENDENCY_FAILED,
+                    format!("dependency {id} did not succeed"),
+                    ctx.now
+                ],
+            )
+            .await?;
+        for row in rows {
+            let dependent = row.int("id")?;
+            let detail =
+                format!("{}: dependency {id} did not succeed", error_class::DEPENDENCY_FAILED);
+            event(c, ctx, dependent, EventKind::Failed, 0, "queue", Some(detail)).await?;
+            stack.push(dependent);
+        }
+    }
+    Ok(())
+}
+
+async fn cancel<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Result<TaskState> {
+    let row = c
+        .fetch_optional(
+            dynamic(format!(
+                "SELECT {ATTEMPT_COLS} FROM tasks WHERE id = $1{}",
+                C::DIALECT.for_update()
+            )),
+            args![id.0],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(match state_of(c, id.0).await? {
+            Some(state) => StoreError::InvalidTransition { id, state, action: "cancel" },
+            None => StoreError::NotFound(id),
+        });
+    };
+    let attempt = attempt_from_row(&row)?;
+    match attempt.state {
+        TaskState::Pending | TaskState::Queued => {
+            let why = format!("cancelled by {actor}");
+            finish_cancelled(c, ctx, id.0, attempt.attempts, actor, &why).await
+        }
+        TaskState::Running => {
+            if !attempt.cancel_requested {
+                c.execute(
+                    fixed("UPDATE tasks SET cancel_requested = 1, updated_at = $1 WHERE id = $2"),
+                    args![ctx.now, id.0],
+                )
+                .await?;
+                let detail =
+                    attempt.holder.map(|h| format!("the holder {h} is told at its next heartbeat"));
+                event(c, ctx, id.0, EventKind::CancelRequested, attempt.attempts, actor, detail)
+                    .await?;
+            }
+            Ok(TaskState::Running)
+        }
+        state => Err(StoreError::InvalidTransition { id, state, action: "cancel" }),
+    }
+}
+
+async fn retry<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Result<TaskState> {
+    let row = c
+        .fetch_optional(
+            dynamic(format!(
+                "SELECT state, priority, depends_on FROM tasks WHERE id = $1{}",
+                C::DIALECT.for_update()
+            )),
+            args![id.0],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(match state_of(c, id.0).await? {
+            Some(state) => {
+                StoreError::InvalidTransition { id, state, action: "retry (it is archived)" }
+            }
+            None => StoreError::NotFound(id),
+        });
+    };
+    let state = parse_state(&row.text("state")?)?;
+    if !matches!(state, TaskState::Failed | TaskState::Cancelled) {
+        return Err(StoreError::InvalidTransition { id, state, action: "retry" });
+    }
+    let priority = Priority::from_rank(row.int("priority")?)
+        .ok_or_else(|| StoreError::Corrupt("priority out of range".into()))?;
+    // Dependencies that have not succeeded (yet again) make the retried task wait for them.
+    let deps: Vec<TaskId> = decode(&row.text("depends_on")?)?;
+    let mut pending = 0_i64;
+    for dep in deps {
+        if state_of(c, dep.0).await? != Some(TaskState::Succeeded) {
+            pending += 1;
+        }
+    }
+    let new_state = if pending > 0 { TaskState::Pending } else { TaskState::Queued };
+    c.execute(
+        fixed(
+            "UPDATE tasks SET state = $1, attempts = 0, available_at = $2, sort_key = $3, \
+         pending_deps = $4, error_class = NULL, error_message = NULL, result = NULL, \
+         finished_at = NULL, cancel_requested = 0, lease_holder = NULL, lease_expires_at = NULL, \
+         progress_percent = NULL, progress_message = NULL, updated_at = $2 WHERE id = $5",
+        ),
+        args![new_state.as_str(), ctx.now, ctx.sort_key(ctx.now, priority), pending, id.0],
+    )
+    .await?;
+    event(c, ctx, id.0, EventKind::Retried, 0, actor, None).await?;
+    Ok(new_state)
+}
+
+/// Most lapsed leases one request handles; the sweeper calls again while it finds more.
+const EXPIRE_BATCH: i64 = 1_000;
+
+async fn expire_leases<C: Conn>(c: &mut C, ctx: &Ctx) -> Result<Vec<TaskId>> {
+    let rows = c
+        .fetch_all(
+            dynamic(format!(
+                "SELECT {ATTEMPT_COLS} FROM tasks WHERE state = 'running' AND lease_expires_at < $1 \
+                 ORDER BY lease_expires_at LIMIT $2{}",
+                C::DIALECT.skip_locked()
+            )),
+            args![ctx.now, EXPIRE_BATCH],
+        )
+        .await?;
+    end_attempts(c, ctx, rows, error_class::LEASE_EXPIRED).await
+}
+
+async fn fail_holders<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    prefix: &str,
+    class: &str,
+) -> Result<Vec<TaskId>> {
+    let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let rows = c
+        .fetch_all(
+            dynamic(format!(
+                "SELECT {ATTEMPT_COLS} FROM tasks WHERE state = 'running' \
+                 AND lease_holder LIKE $1 ESCAPE '\\'{}",
+                C::DIALECT.for_update()
+            )),
+            args![format!("{escaped}%")],
+        )
+        .await?;
+    end_attempts(c, ctx, rows, class).await
+}
+
+async fn end_attempts<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    rows: Vec<C::Row>,
+    class: &str,
+) -> Result<Vec<TaskId>> {
+    let mut ended = Vec::with_capacity(rows.len());
+    for row in rows {
+        let attempt = attempt_from_row(&row)?;
+        let holder = attempt.holder.clone().unwrap_or_default();
+        let error = TaskError {
+            class: class.to_string(),
+            message: format!("the lease held by {holder} lapsed before the attempt ended"),
+        };
+        end_attempt(c, ctx, &attempt, &Outcome::Failed { error, retryable: true }, "queue").await?;
+        ended.push(TaskId(attempt.id));
+    }
+    Ok(ended)
+}
+
+async fn archive<C: Conn>(c: &mut C, ctx: &Ctx, finished_before_ms: i64) -> Result<u64> {
+    const DONE: &str = "finished_at IS NOT NULL AND finished_at < $1";
+    c.execute(
+        dynamic(format!(
+            "INSERT INTO task_events (task_id, at, kind, attempt, actor, detail) \
+             SELECT id, $2, 'archived', attempts, 'queue', NULL FROM tasks WHERE {DONE}"
+        )),
+        args![finished_before_ms, ctx.now],
+    )
+    .await?;
+    c.execute(
+        dynamic(format!(
+            "INSERT INTO tasks_archive ({ALL_COLS}) SELECT {ALL_COLS} FROM tasks WHERE {DONE}"
+        )),
+        args![finished_before_ms],
+    )
+    .await?;
+    c.execute(
+        dynamic(format!(
+            "DELETE FROM task_deps WHERE task_id IN (SELECT id FROM tasks WHERE {DONE})"
+        )),
+        args![finished_before_ms],
+    )
+    .await?;
+    let n = c
+        .execute(dynamic(format!("DELETE FROM tasks WHERE {DONE}")), args![finished_before_ms])
+        .await?;
+    Ok(n)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+pub(crate) fn task_from_row<R: RowLike>(r: &R, archived: bool) -> Result<Task> {
+    let lease = match (r.opt_text("lease_holder")?, r.opt_int("lease_expires_at")?) {
+        (Some(holder), Some(expires_at_ms)) => {
+            Some(dreamos_core::Lease { holder, fence: r.int("fence")?, expires_at_ms })
+        }
+        _ => None,
+    };
+    let progress = r.opt_real("progress_percent")?.map(|percent| dreamos_core::Progress {
+        percent,
+        message: r.opt_text("progress_message").ok().flatten().unwrap_or_default(),
+    });
+    let error = match r.opt_text("error_class")? {
+        Some(class) => {
+            Some(TaskError { class, message: r.opt_text("error_message")?.unwrap_or_default() })
+        }
+        None => None,
+    };
+    Ok(Task {
+        id: TaskId(r.int("id")?),
+        kind: r.text("kind")?,
+        payload: decode(&r.text("payload")?)?,
+        priority: Priority::from_rank(r.int("priority")?)
+            .ok_or_else(|| StoreError::Corrupt("priority out of range".into()))?,
+        state: parse_state(&r.text("state")?)?,
+        capabilities: decode(&r.text("capabilities")?)?,
+        attempts: r.int("attempts")?.max(0) as u32,
+        retry: RetryPolicy {
+            max_attempts: r.int("max_attempts")?.max(0) as u32,
+            base_delay_ms: r.int("backoff_base_ms")?,
+            max_delay_ms: r.int("backoff_max_ms")?,
+        },
+        available_at_ms: r.int("available_at")?,
+        timeout_ms: r.opt_int("timeout_ms")?,
+        lease,
+        progress,
+        result: r.opt_text("result")?.map(|t| decode(&t)).transpose()?,
+        error,
+        depends_on: decode(&r.text("depends_on")?)?,
+        idempotency_key: r.opt_text("idempotency_key")?,
+        submitter: r.text("submitter")?,
+        cancel_requested: r.int("cancel_requested")? != 0,
+        created_at_ms: r.int("created_at")?,
+        updated_at_ms: r.int("updated_at")?,
+        finished_at_ms: r.opt_int("finished_at")?,
+        archived,
+    })
+}

@@ -1,0 +1,228 @@
+//! The SQLite backend: one database file in WAL mode, one writer that group-commits, and a
+//! pool of read connections.
+//!
+//! Every write request is sent to the writer task. The writer takes the first waiting request
+//! and every other one already queued (up to `max_group`), runs them all in one `BEGIN
+//! IMMEDIATE` transaction and commits once, then answers each. Many concurrent callers thus
+//! share one commit, and there is never a second writer to meet "database is locked". If a
+//! request hits a database error, the batch is rolled back and its requests are run again one
+//! transaction each, so one bad request cannot fail its neighbours.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dreamos_core::{Clock, Task, TaskEvent, TaskId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ops::{Ctx, Request, Response, apply};
+use crate::types::{ApiToken, StateCount, StoreConfig, TaskFilter};
+use crate::{Backend, Result, Signals, Store, StoreError, migrate, reads};
+
+enum Msg {
+    Write(Request, oneshot::Sender<Result<Response>>),
+    Close(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+pub(crate) struct SqliteStore {
+    writer: mpsc::Sender<Msg>,
+    reads: SqlitePool,
+    signals: Arc<Signals>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(
+        path: &Path,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if config.sqlite_full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "memory");
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        migrate::migrator(Backend::Sqlite).run(&mut conn).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .connect_with(options.read_only(true))
+            .await?;
+        let signals = Arc::new(Signals::default());
+        let (writer, inbox) = mpsc::channel(config.max_group.max(1) * 4);
+        tokio::spawn(run_writer(conn, inbox, config, clock.clone(), signals.clone()));
+        Ok(Self { writer, reads, signals, clock })
+    }
+}
+
+async fn run_writer(
+    mut conn: SqliteConnection,
+    mut inbox: mpsc::Receiver<Msg>,
+    config: StoreConfig,
+    clock: Arc<dyn Clock>,
+    signals: Arc<Signals>,
+) {
+    let mut batch: Vec<(Request, oneshot::Sender<Result<Response>>)> = Vec::new();
+    let mut closing = None;
+    while closing.is_none() {
+        let Some(first) = inbox.recv().await else { break };
+        for msg in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
+            match msg {
+                Msg::Write(request, reply) => batch.push((request, reply)),
+                Msg::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            if batch.len() >= config.max_group {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let ctx = Ctx { now: clock.now_ms(), aging_ms: config.aging_ms };
+        let answers = commit_group(&mut conn, &ctx, &batch).await;
+        let mut wake = false;
+        for ((_, reply), answer) in batch.drain(..).zip(answers) {
+            wake |= matches!(&answer, Ok(r) if r.may_add_work());
+            let _ = reply.send(answer);
+        }
+        if wake {
+            signals.bump();
+        }
+    }
+    let _ = conn.close().await;
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx,
+    batch: &[(Request, oneshot::Sender<Result<Response>>)],
+) -> Vec<Result<Response>> {
+    if batch.len() > 1 {
+        match run_in_tx(conn, ctx, batch.iter().map(|(r, _)| r)).await {
+            Ok(answers) => return answers,
+            Err(e) => {
+                tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying its requests one by one")
+            }
+        }
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    for (request, _) in batch {
+        answers.push(match run_in_tx(conn, ctx, std::iter::once(request)).await {
+            Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
+            Err(e) => Err(e),
+        });
+    }
+    answers
+}
+
+/// Runs requests in one transaction. Requests failing a check (logical errors) get their
+/// error as their answer; any database error rolls back everything and is returned.
+async fn run_in_tx<'a>(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx,
+    requests: impl Iterator<Item = &'a Request>,
+) -> Result<Vec<Result<Response>>> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut answers = Vec::new();
+    for request in requests {
+        match apply(conn, ctx, request).await {
+            Err(e) if !e.is_logical() => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Err(e);
+            }
+            answer => answers.push(answer),
+        }
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return Err(e.into());
+    }
+    Ok(answers)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    async fn write(&self, request: Request) -> Result<Response> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(Msg::Write(request, reply)).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<Task>> {
+        reads::get(&mut *self.reads.acquire().await?, id).await
+    }
+
+    async fn events(&self, id: TaskId) -> Result<Vec<TaskEvent>> {
+        reads::events(&mut *self.reads.acquire().await?, id).await
+    }
+
+    async fn list(&self, filter: &TaskFilter) -> Result<Vec<Task>> {
+        reads::list(&mut *self.reads.acquire().await?, filter).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>> {
+        reads::counts(&mut *self.reads.acquire().await?).await
+    }
+
+    async fn next_deadline(&self) -> Result<Option<i64>> {
+        reads::next_deadline(&mut *self.reads.acquire().await?, self.clock.now_ms()).await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
+        reads::find_token(&mut *self.reads.acquire().await?, hash).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        reads::list_tokens(&mut *self.reads.acquire().await?).await
+    }
+
+    async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.writer.send(Msg::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+        self.reads.close().await;
+    }
+}
