@@ -184,6 +184,14 @@ fn parse_state(s: &str) -> Result<TaskState> {
 }
 
 async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<TaskSummary>> {
+    // Checks first (see the invariant above): every dependency of every task must exist.
+    let mut dep_states = std::collections::BTreeMap::new();
+    for dep in tasks.iter().flat_map(|t| t.depends_on.iter()) {
+        if !dep_states.contains_key(dep) {
+            let state = state_of(c, dep.0).await?.ok_or(StoreError::DependencyNotFound(*dep))?;
+            dep_states.insert(*dep, state);
+        }
+    }
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
         if let Some(key) = &task.idempotency_key
@@ -196,11 +204,10 @@ async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<
         let mut pending_deps = 0_i64;
         let mut failed_dep = None;
         for dep in &deps {
-            match state_of(c, dep.0).await? {
-                None => return Err(StoreError::DependencyNotFound(*dep)),
+            match dep_states.get(dep) {
                 Some(TaskState::Succeeded) => {}
                 Some(TaskState::Failed | TaskState::Cancelled) => failed_dep = Some(*dep),
-                Some(_) => pending_deps += 1,
+                _ => pending_deps += 1,
             }
         }
         let state = if failed_dep.is_some() {

@@ -1,0 +1,5 @@
+//! The store's behaviour suite. Every test runs against SQLite and PostgreSQL.
+
+mod behaviour;
+mod common;
+mod properties;
