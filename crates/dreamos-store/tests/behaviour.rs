@@ -24,7 +24,12 @@ fn with_priority(p: Priority) -> NewTask {
 }
 
 fn claim_req(holder: &str, max: usize) -> ClaimRequest {
-    ClaimRequest { holder: holder.into(), capabilities: vec!["noop".into()], max, lease_ms: LEASE_MS }
+    ClaimRequest {
+        holder: holder.into(),
+        capabilities: vec!["noop".into()],
+        max,
+        lease_ms: LEASE_MS,
+    }
 }
 
 async fn submit_one(store: &Arc<dyn Store>, task: NewTask) -> TaskId {
@@ -63,7 +68,12 @@ async fn lifecycle_is_recorded(h: &Harness) {
     assert_eq!(lease.expires_at_ms, h.clock_now() + LEASE_MS);
 
     let progress = dreamos_core::Progress { percent: 40.0, message: "halfway-ish".into() };
-    let beat = Heartbeat { task_id: id, fence: lease.fence, lease_ms: LEASE_MS, progress: Some(progress.clone()) };
+    let beat = Heartbeat {
+        task_id: id,
+        fence: lease.fence,
+        lease_ms: LEASE_MS,
+        progress: Some(progress.clone()),
+    };
     let answers = s.heartbeat(vec![beat]).await.unwrap();
     assert!(!answers[0].as_ref().unwrap().cancel_requested);
     assert_eq!(s.get(id).await.unwrap().unwrap().progress, Some(progress));
@@ -90,7 +100,8 @@ impl Harness {
 
 async fn claims_follow_priority_then_submission_order(h: &Harness) {
     let s = &h.store;
-    let order = [Priority::Low, Priority::Normal, Priority::Critical, Priority::High, Priority::Critical];
+    let order =
+        [Priority::Low, Priority::Normal, Priority::Critical, Priority::High, Priority::Critical];
     let ids = s.submit(order.iter().map(|p| with_priority(*p)).collect()).await.unwrap();
     let claimed = s.claim(claim_req("a", 10)).await.unwrap();
     let got: Vec<TaskId> = claimed.iter().map(|t| t.id).collect();
@@ -117,7 +128,10 @@ async fn failures_retry_with_backoff_then_dead_letter(h: &Harness) {
 
     let first = s.claim(claim_req("a", 1)).await.unwrap().remove(0);
     let fence = first.lease.unwrap().fence;
-    assert_eq!(s.complete("a", vec![failure(id, fence, true)]).await.unwrap()[0].as_ref().unwrap(), &TaskState::Queued);
+    assert_eq!(
+        s.complete("a", vec![failure(id, fence, true)]).await.unwrap()[0].as_ref().unwrap(),
+        &TaskState::Queued
+    );
     let waiting = s.get(id).await.unwrap().unwrap();
     let delay = waiting.available_at_ms - h.clock_now();
     assert!((500..=1_000).contains(&delay), "backoff {delay} ms is outside half..all of 1 s");
@@ -128,10 +142,16 @@ async fn failures_retry_with_backoff_then_dead_letter(h: &Harness) {
     let second = s.claim(claim_req("a", 1)).await.unwrap().remove(0);
     assert_eq!(second.attempts, 2);
     let fence = second.lease.unwrap().fence;
-    assert_eq!(s.complete("a", vec![failure(id, fence, true)]).await.unwrap()[0].as_ref().unwrap(), &TaskState::Failed);
+    assert_eq!(
+        s.complete("a", vec![failure(id, fence, true)]).await.unwrap()[0].as_ref().unwrap(),
+        &TaskState::Failed
+    );
 
     // The dead-letter set: failed tasks stay, listed and inspectable.
-    let dead = s.list(&TaskFilter { state: Some(TaskState::Failed), limit: 10, ..Default::default() }).await.unwrap();
+    let dead = s
+        .list(&TaskFilter { state: Some(TaskState::Failed), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(dead.iter().map(|t| t.id).collect::<Vec<_>>(), vec![id]);
     assert_eq!(dead[0].error.as_ref().unwrap().message, "it broke");
 
@@ -167,7 +187,11 @@ async fn non_retryable_failure_goes_straight_to_dead_letters(h: &Harness) {
 
 async fn expired_lease_fails_the_attempt_and_fences_out_the_old_holder(h: &Harness) {
     let s = &h.store;
-    let id = submit_one(s, NewTask { retry: RetryPolicy { base_delay_ms: 0, ..RetryPolicy::default() }, ..noop() }).await;
+    let id = submit_one(
+        s,
+        NewTask { retry: RetryPolicy { base_delay_ms: 0, ..RetryPolicy::default() }, ..noop() },
+    )
+    .await;
     let old = s.claim(claim_req("slow", 1)).await.unwrap().remove(0).lease.unwrap();
     h.clock.advance_ms(LEASE_MS + 1);
     assert_eq!(s.expire_leases().await.unwrap(), vec![id]);
@@ -179,27 +203,40 @@ async fn expired_lease_fails_the_attempt_and_fences_out_the_old_holder(h: &Harne
     assert!(new.fence > old.fence);
     // The old holder wakes up: its heartbeat and its completion are both refused.
     let beat = Heartbeat { task_id: id, fence: old.fence, lease_ms: LEASE_MS, progress: None };
-    assert!(matches!(s.heartbeat(vec![beat]).await.unwrap()[0], Err(StoreError::StaleLease { .. })));
+    assert!(matches!(
+        s.heartbeat(vec![beat]).await.unwrap()[0],
+        Err(StoreError::StaleLease { .. })
+    ));
     let stale = s.complete("slow", vec![success(id, old.fence)]).await.unwrap();
     assert!(matches!(stale[0], Err(StoreError::StaleLease { .. })));
     assert_eq!(state(s, id).await, TaskState::Running);
     s.complete("fast", vec![success(id, new.fence)]).await.unwrap()[0].as_ref().unwrap();
     assert_eq!(state(s, id).await, TaskState::Succeeded);
     // And once finished, nobody's token works any more.
-    assert!(matches!(s.complete("fast", vec![success(id, new.fence)]).await.unwrap()[0], Err(StoreError::StaleLease { .. })));
+    assert!(matches!(
+        s.complete("fast", vec![success(id, new.fence)]).await.unwrap()[0],
+        Err(StoreError::StaleLease { .. })
+    ));
     let unknown = s.complete("x", vec![success(TaskId(999_999), 1)]).await.unwrap();
     assert!(matches!(unknown[0], Err(StoreError::NotFound(_))));
 }
 
 async fn lost_holders_tasks_are_retried_with_the_given_reason(h: &Harness) {
     let s = &h.store;
-    let id = submit_one(s, NewTask { retry: RetryPolicy { base_delay_ms: 0, ..RetryPolicy::default() }, ..noop() }).await;
+    let id = submit_one(
+        s,
+        NewTask { retry: RetryPolicy { base_delay_ms: 0, ..RetryPolicy::default() }, ..noop() },
+    )
+    .await;
     let other = submit_one(s, noop()).await;
     s.claim(claim_req("local:node1/0", 1)).await.unwrap();
     s.claim(claim_req("remote-7", 1)).await.unwrap();
     assert_eq!(s.fail_holders("local:node1/", error_class::AGENT_LOST).await.unwrap(), vec![id]);
     let t = s.get(id).await.unwrap().unwrap();
-    assert_eq!((t.state, t.error.unwrap().class.as_str()), (TaskState::Queued, error_class::AGENT_LOST));
+    assert_eq!(
+        (t.state, t.error.unwrap().class.as_str()),
+        (TaskState::Queued, error_class::AGENT_LOST)
+    );
     assert_eq!(state(s, other).await, TaskState::Running);
 }
 
@@ -213,10 +250,14 @@ async fn cancellation_of_queued_and_running_tasks(h: &Harness) {
     let running = submit_one(s, noop()).await;
     let lease = s.claim(claim_req("a", 1)).await.unwrap().remove(0).lease.unwrap();
     assert_eq!(s.cancel(running, "op").await.unwrap(), TaskState::Running);
-    let beat = Heartbeat { task_id: running, fence: lease.fence, lease_ms: LEASE_MS, progress: None };
+    let beat =
+        Heartbeat { task_id: running, fence: lease.fence, lease_ms: LEASE_MS, progress: None };
     assert!(s.heartbeat(vec![beat]).await.unwrap()[0].as_ref().unwrap().cancel_requested);
     let done = s
-        .complete("a", vec![Completion { task_id: running, fence: lease.fence, outcome: Outcome::Cancelled }])
+        .complete(
+            "a",
+            vec![Completion { task_id: running, fence: lease.fence, outcome: Outcome::Cancelled }],
+        )
         .await
         .unwrap();
     assert_eq!(done[0].as_ref().unwrap(), &TaskState::Cancelled);
@@ -237,7 +278,11 @@ async fn dependencies_wait_and_failures_cascade(h: &Harness) {
     let c = submit_one(s, NewTask { depends_on: vec![b], ..noop() }).await;
     assert_eq!(state(s, b).await, TaskState::Pending);
     let claimed = s.claim(claim_req("x", 10)).await.unwrap();
-    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a], "pending tasks are not claimable");
+    assert_eq!(
+        claimed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![a],
+        "pending tasks are not claimable"
+    );
     s.complete("x", vec![success(a, claimed[0].lease.as_ref().unwrap().fence)]).await.unwrap();
     assert_eq!(state(s, b).await, TaskState::Queued);
     assert_eq!(state(s, c).await, TaskState::Pending);
@@ -246,15 +291,22 @@ async fn dependencies_wait_and_failures_cascade(h: &Harness) {
     let lease = s.claim(claim_req("x", 1)).await.unwrap().remove(0).lease.unwrap();
     s.complete("x", vec![failure(b, lease.fence, false)]).await.unwrap();
     let ct = s.get(c).await.unwrap().unwrap();
-    assert_eq!((ct.state, ct.error.unwrap().class.as_str()), (TaskState::Failed, error_class::DEPENDENCY_FAILED));
+    assert_eq!(
+        (ct.state, ct.error.unwrap().class.as_str()),
+        (TaskState::Failed, error_class::DEPENDENCY_FAILED)
+    );
     let late = submit_one(s, NewTask { depends_on: vec![b], ..noop() }).await;
     assert_eq!(state(s, late).await, TaskState::Failed);
 
     // Unknown dependencies are refused and nothing is stored.
     let before = s.list(&TaskFilter { limit: 100, ..Default::default() }).await.unwrap().len();
-    let refused = s.submit(vec![noop(), NewTask { depends_on: vec![TaskId(777_777)], ..noop() }]).await;
+    let refused =
+        s.submit(vec![noop(), NewTask { depends_on: vec![TaskId(777_777)], ..noop() }]).await;
     assert!(matches!(refused, Err(StoreError::DependencyNotFound(TaskId(777_777)))));
-    assert_eq!(s.list(&TaskFilter { limit: 100, ..Default::default() }).await.unwrap().len(), before);
+    assert_eq!(
+        s.list(&TaskFilter { limit: 100, ..Default::default() }).await.unwrap().len(),
+        before
+    );
 
     // Retrying the failed chain: the dependent waits again for its dependency.
     s.retry(b, "op").await.unwrap();
@@ -266,15 +318,28 @@ async fn dependencies_wait_and_failures_cascade(h: &Harness) {
 
 async fn idempotency_key_returns_the_original_task(h: &Harness) {
     let s = &h.store;
-    let keyed = |n| NewTask { idempotency_key: Some("build-42".into()), payload: json!({ "n": n }), ..noop() };
+    let keyed = |n| NewTask {
+        idempotency_key: Some("build-42".into()),
+        payload: json!({ "n": n }),
+        ..noop()
+    };
     let first = s.submit(vec![keyed(1)]).await.unwrap().remove(0);
     let second = s.submit(vec![keyed(2)]).await.unwrap().remove(0);
     assert!(first.created && !second.created);
     assert_eq!(first.id, second.id);
     assert_eq!(s.get(first.id).await.unwrap().unwrap().payload, json!({ "n": 1 }));
     // Concurrent submissions with one key still make one task.
-    let key = |i: usize| NewTask { idempotency_key: Some("race".into()), payload: json!({ "i": i }), ..noop() };
-    let handles: Vec<_> = (0..8).map(|i| { let s = s.clone(); tokio::spawn(async move { s.submit(vec![key(i)]).await.unwrap().remove(0) }) }).collect();
+    let key = |i: usize| NewTask {
+        idempotency_key: Some("race".into()),
+        payload: json!({ "i": i }),
+        ..noop()
+    };
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.submit(vec![key(i)]).await.unwrap().remove(0) })
+        })
+        .collect();
     let mut ids = HashSet::new();
     let mut created = 0;
     for hd in handles {
@@ -307,7 +372,8 @@ async fn finished_tasks_move_to_the_archive_and_stay_queryable(h: &Harness) {
     let archived = s.get(id).await.unwrap().unwrap();
     assert!(archived.archived);
     assert_eq!(archived.state, TaskState::Succeeded);
-    let listed = s.list(&TaskFilter { archived: true, limit: 10, ..Default::default() }).await.unwrap();
+    let listed =
+        s.list(&TaskFilter { archived: true, limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![id]);
     let live = s.list(&TaskFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(live.iter().map(|t| t.id).collect::<Vec<_>>(), vec![open]);
@@ -332,8 +398,14 @@ async fn agents_claim_only_what_their_capabilities_allow(h: &Harness) {
         max: 10,
         lease_ms: LEASE_MS,
     };
-    assert_eq!(s.claim(caps(&["noop", "gpu"])).await.unwrap().iter().map(|t| t.id).collect::<Vec<_>>(), vec![gpu]);
-    assert_eq!(s.claim(caps(&["index"])).await.unwrap().iter().map(|t| t.id).collect::<Vec<_>>(), vec![index]);
+    assert_eq!(
+        s.claim(caps(&["noop", "gpu"])).await.unwrap().iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![gpu]
+    );
+    assert_eq!(
+        s.claim(caps(&["index"])).await.unwrap().iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![index]
+    );
 }
 
 async fn concurrent_claimers_never_share_a_task(h: &Harness) {
@@ -350,7 +422,8 @@ async fn concurrent_claimers_never_share_a_task(h: &Harness) {
                 if batch.is_empty() {
                     return mine;
                 }
-                let reports = batch.iter().map(|t| success(t.id, t.lease.as_ref().unwrap().fence)).collect();
+                let reports =
+                    batch.iter().map(|t| success(t.id, t.lease.as_ref().unwrap().fence)).collect();
                 for r in s.complete("x", reports).await.unwrap() {
                     r.unwrap();
                 }
@@ -366,15 +439,26 @@ async fn concurrent_claimers_never_share_a_task(h: &Harness) {
     }
     assert_eq!(seen.len(), TOTAL);
     let counts = s.counts().await.unwrap();
-    let succeeded: u64 = counts.iter().filter(|c| c.state == TaskState::Succeeded).map(|c| c.count).sum();
+    let succeeded: u64 =
+        counts.iter().filter(|c| c.state == TaskState::Succeeded).map(|c| c.count).sum();
     assert_eq!(succeeded, TOTAL as u64);
 }
 
 async fn released_tasks_keep_their_attempt_budget(h: &Harness) {
     let s = &h.store;
-    let id = submit_one(s, NewTask { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..noop() }).await;
+    let id = submit_one(
+        s,
+        NewTask { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..noop() },
+    )
+    .await;
     let lease = s.claim(claim_req("a", 1)).await.unwrap().remove(0).lease.unwrap();
-    let released = s.complete("a", vec![Completion { task_id: id, fence: lease.fence, outcome: Outcome::Released }]).await.unwrap();
+    let released = s
+        .complete(
+            "a",
+            vec![Completion { task_id: id, fence: lease.fence, outcome: Outcome::Released }],
+        )
+        .await
+        .unwrap();
     assert_eq!(released[0].as_ref().unwrap(), &TaskState::Queued);
     let again = s.claim(claim_req("b", 1)).await.unwrap().remove(0);
     assert_eq!(again.attempts, 1, "a released attempt does not count");

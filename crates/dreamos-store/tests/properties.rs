@@ -74,12 +74,26 @@ async fn run(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 model.ids.extend(out.iter().map(|t| t.id));
             }
             Op::Claim { agent, max } => {
-                let running_before: HashSet<TaskId> = all(h).await.iter().filter(|t| t.state == TaskState::Running).map(|t| t.id).collect();
-                let req = ClaimRequest { holder: format!("agent-{agent}"), capabilities: vec!["noop".into()], max, lease_ms: LEASE_MS };
+                let running_before: HashSet<TaskId> = all(h)
+                    .await
+                    .iter()
+                    .filter(|t| t.state == TaskState::Running)
+                    .map(|t| t.id)
+                    .collect();
+                let req = ClaimRequest {
+                    holder: format!("agent-{agent}"),
+                    capabilities: vec!["noop".into()],
+                    max,
+                    lease_ms: LEASE_MS,
+                };
                 let claimed = s.claim(req).await.unwrap();
                 prop_assert!(claimed.len() <= max);
                 for t in claimed {
-                    prop_assert!(!running_before.contains(&t.id), "task {} claimed while held", t.id);
+                    prop_assert!(
+                        !running_before.contains(&t.id),
+                        "task {} claimed while held",
+                        t.id
+                    );
                     let fence = t.lease.unwrap().fence;
                     let previous = model.latest_fence.insert(t.id, fence);
                     prop_assert!(previous.is_none_or(|p| p < fence), "fences must grow");
@@ -92,13 +106,26 @@ async fn run(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let was = s.get(id).await.unwrap().unwrap().state;
                 let outcome = match outcome {
                     0 | 1 => Outcome::Succeeded { result: json!(1) },
-                    2 => Outcome::Failed { error: TaskError { class: "e".into(), message: "m".into() }, retryable: true },
-                    3 => Outcome::Failed { error: TaskError { class: "e".into(), message: "m".into() }, retryable: false },
+                    2 => Outcome::Failed {
+                        error: TaskError { class: "e".into(), message: "m".into() },
+                        retryable: true,
+                    },
+                    3 => Outcome::Failed {
+                        error: TaskError { class: "e".into(), message: "m".into() },
+                        retryable: false,
+                    },
                     _ => Outcome::Cancelled,
                 };
-                let answer = s.complete("agent", vec![Completion { task_id: id, fence, outcome }]).await.unwrap().remove(0);
+                let answer = s
+                    .complete("agent", vec![Completion { task_id: id, fence, outcome }])
+                    .await
+                    .unwrap()
+                    .remove(0);
                 if stale || was != TaskState::Running {
-                    prop_assert!(matches!(answer, Err(StoreError::StaleLease { .. })), "stale report accepted: {answer:?}");
+                    prop_assert!(
+                        matches!(answer, Err(StoreError::StaleLease { .. })),
+                        "stale report accepted: {answer:?}"
+                    );
                 } else {
                     prop_assert!(answer.is_ok(), "current holder refused: {answer:?}");
                 }
@@ -108,7 +135,16 @@ async fn run(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let Some(&latest) = model.latest_fence.get(&id) else { continue };
                 let was = s.get(id).await.unwrap().unwrap().state;
                 let fence = if stale { latest - 1 } else { latest };
-                let answer = s.heartbeat(vec![Heartbeat { task_id: id, fence, lease_ms: LEASE_MS, progress: None }]).await.unwrap().remove(0);
+                let answer = s
+                    .heartbeat(vec![Heartbeat {
+                        task_id: id,
+                        fence,
+                        lease_ms: LEASE_MS,
+                        progress: None,
+                    }])
+                    .await
+                    .unwrap()
+                    .remove(0);
                 prop_assert_eq!(answer.is_ok(), !stale && was == TaskState::Running);
             }
             Op::Cancel { pick } => {
@@ -121,7 +157,10 @@ async fn run(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let Some(id) = model.pick(pick) else { continue };
                 let was = s.get(id).await.unwrap().unwrap().state;
                 let answer = s.retry(id, "op").await;
-                prop_assert_eq!(answer.is_ok(), matches!(was, TaskState::Failed | TaskState::Cancelled));
+                prop_assert_eq!(
+                    answer.is_ok(),
+                    matches!(was, TaskState::Failed | TaskState::Cancelled)
+                );
             }
             Op::Advance { ms } => h.clock.advance_ms(ms),
             Op::ExpireLeases => {
@@ -153,7 +192,10 @@ async fn check_invariants(h: &Harness, model: &Model) -> Result<(), TestCaseErro
         prop_assert!(
             replayed.as_ref().is_ok_and(|states| states.contains(&t.state)),
             "task {} is {} but its history {:?} replays to {:?}",
-            t.id, t.state, events.iter().map(|e| e.kind).collect::<Vec<_>>(), replayed
+            t.id,
+            t.state,
+            events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            replayed
         );
     }
     Ok(())
