@@ -1,1 +1,327 @@
-fn main() {}
+//! `dreamos`: runs a node (`up`), talks to one (`task`, `status`), and measures the queue
+//! (`bench`). The binary is glue: the work lives in the library crates.
+
+mod bench;
+mod client;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dreamos_node::{Config, Node, Overrides};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+
+#[derive(Parser)]
+#[command(name = "dreamos", version, about = "Dream.OS: a distributed agent system that understands code")]
+struct Cli {
+    /// Where the node keeps its store, tokens and configuration.
+    #[arg(long, global = true, env = "DREAMOS_DATA_DIR", default_value = "./.dreamos")]
+    data_dir: PathBuf,
+    /// Configuration file (default: DATA_DIR/dreamos.toml if present).
+    #[arg(long, global = true, env = "DREAMOS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Node to talk to (default: the configured listen address).
+    #[arg(long, global = true, env = "DREAMOS_URL")]
+    server: Option<String>,
+    /// API token (default: DATA_DIR/admin.token).
+    #[arg(long, global = true, env = "DREAMOS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Machine-readable output: one JSON object, or one per line for lists.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: the store, the HTTP API and the local agents.
+    Up(UpArgs),
+    /// Submit, list, inspect, cancel and retry tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// The node's status: tasks by state, queue depth, uptime.
+    Status,
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "DREAMOS_LISTEN")]
+    listen: Option<String>,
+    /// Number of built-in local agents (default: number of cores).
+    #[arg(long, env = "DREAMOS_AGENTS")]
+    agents: Option<usize>,
+    /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "DREAMOS_STORE")]
+    store: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Submit a task.
+    Submit(SubmitArgs),
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        /// List the archive instead of live tasks.
+        #[arg(long)]
+        archived: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a task with its history.
+    Show { id: String },
+    /// Cancel a task (a running one stops at its holder's next heartbeat).
+    Cancel { id: String },
+    /// Retry a failed or cancelled task with a fresh attempt budget.
+    Retry { id: String },
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    kind: String,
+    /// Payload as JSON (default `{}`).
+    #[arg(long)]
+    payload: Option<String>,
+    /// critical, high, normal or low.
+    #[arg(long)]
+    priority: Option<String>,
+    /// Capability the agent needs besides the kind (repeatable).
+    #[arg(long = "capability")]
+    capabilities: Vec<String>,
+    /// Run only after this task succeeded (repeatable).
+    #[arg(long = "after")]
+    after: Vec<String>,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// When to run: RFC 3339 (2026-01-01T10:00:00Z) or a delay (30s, 5m).
+    #[arg(long)]
+    run_at: Option<String>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Time limit of one attempt (e.g. 30s).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Wait for the task to finish and show its result.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (without secrets).
+    Show,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = match cli.command {
+        Command::Up(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DREAMOS_LOG").unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Up(ref args) => up(&cli, args).await,
+        Command::Config(ConfigCommand::Show) => {
+            let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
+            println!("{}", serde_json::to_string_pretty(&config.redacted())?);
+            Ok(0)
+        }
+        Command::Bench(ref command) => bench::run(command).await.map(|()| 0),
+        Command::Status => {
+            let v = client(&cli)?.get("/api/v1/status").await?;
+            output::status(&v, cli.json);
+            Ok(0)
+        }
+        Command::Task(ref command) => task(&cli, command).await,
+    }
+}
+
+async fn up(cli: &Cli, args: &UpArgs) -> Result<i32> {
+    let overrides = Overrides { listen: args.listen.clone(), agents: args.agents, store: args.store.clone() };
+    let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
+    let store = dreamos_node::config::redact_url(&config.store);
+    let agents = config.agents;
+    let node = Node::start(config).await?;
+    println!("Dream.OS node {} listening on http://{} (store {store}, {agents} local agents)", node.node_id, node.addr);
+    if node.admin_token_created {
+        println!("admin token created: {} (mode 0600)", node.admin_token_path.display());
+    } else {
+        println!("admin token: {}", node.admin_token_path.display());
+    }
+    println!("try: dreamos --data-dir {} task submit noop --wait", cli.data_dir.display());
+    wait_for_signal().await;
+    eprintln!("stopping (running tasks get the grace period; signal again is not needed)");
+    node.shutdown().await?;
+    Ok(0)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn client(cli: &Cli) -> Result<Client> {
+    let base = match &cli.server {
+        Some(s) => s.clone(),
+        None => {
+            let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
+            let mut addr = config.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+    let token = match &cli.token {
+        Some(t) => t.clone(),
+        None => read_token(&cli.data_dir)?,
+    };
+    Client::new(&base, token)
+}
+
+fn read_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("admin.token");
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!("no token: pass --token or set DREAMOS_TOKEN (or run `dreamos up` once to create {})", path.display())
+    })?;
+    Ok(token.trim().to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `2026-01-01T10:00:00Z`, or a delay from now such as `30s` or `+5m`.
+fn parse_time(text: &str) -> Result<i64> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        return Ok(at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
+    }
+    let delay = humantime::parse_duration(text.trim_start_matches('+'))
+        .with_context(|| format!("`{text}` is neither an RFC 3339 time nor a delay like 30s"))?;
+    Ok(now_ms() + delay.as_millis() as i64)
+}
+
+fn parse_id(raw: &str) -> Result<i64> {
+    raw.parse::<dreamos_core::TaskId>().map(|id| id.0).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn task(cli: &Cli, command: &TaskCommand) -> Result<i32> {
+    let client = client(cli)?;
+    match command {
+        TaskCommand::Submit(args) => {
+            let payload: Value = match &args.payload {
+                Some(p) => serde_json::from_str(p).context("--payload is not valid JSON")?,
+                None => json!({}),
+            };
+            let mut body = json!({ "kind": args.kind, "payload": payload });
+            if let Some(p) = &args.priority {
+                let priority: dreamos_core::Priority = p.parse()?;
+                body["priority"] = json!(priority);
+            }
+            if !args.capabilities.is_empty() {
+                body["capabilities"] = json!(args.capabilities);
+            }
+            if !args.after.is_empty() {
+                let ids = args.after.iter().map(|a| parse_id(a)).collect::<Result<Vec<_>>>()?;
+                body["depends_on"] = json!(ids);
+            }
+            if let Some(k) = &args.idempotency_key {
+                body["idempotency_key"] = json!(k);
+            }
+            if let Some(t) = &args.run_at {
+                body["run_at_ms"] = json!(parse_time(t)?);
+            }
+            if let Some(n) = args.max_attempts {
+                body["max_attempts"] = json!(n);
+            }
+            if let Some(t) = &args.timeout {
+                let d = humantime::parse_duration(t).with_context(|| format!("--timeout `{t}` is not a duration like 30s"))?;
+                body["timeout_ms"] = json!(d.as_millis() as i64);
+            }
+            let answer = client.post("/api/v1/tasks", &body).await?;
+            let task = &answer["task"];
+            if !args.wait {
+                output::task_line(task, cli.json, answer["created"].as_bool() == Some(false));
+                return Ok(0);
+            }
+            let id = task["id"].as_i64().unwrap_or_default();
+            if !cli.json {
+                eprintln!("task {id} submitted; waiting for it to finish...");
+            }
+            loop {
+                let t = client.get(&format!("/api/v1/tasks/{id}?wait_ms=30000")).await?;
+                let state = t["state"].as_str().unwrap_or_default().to_string();
+                if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+                    output::task_detail(&t, cli.json);
+                    return Ok(if state == "succeeded" { 0 } else { 2 });
+                }
+            }
+        }
+        TaskCommand::List { state, kind, archived, limit } => {
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(s) = state {
+                query.push(format!("state={s}"));
+            }
+            if let Some(k) = kind {
+                query.push(format!("kind={k}"));
+            }
+            if *archived {
+                query.push("archived=true".into());
+            }
+            let v = client.get(&format!("/api/v1/tasks?{}", query.join("&"))).await?;
+            output::task_list(&v["tasks"], cli.json);
+            Ok(0)
+        }
+        TaskCommand::Show { id } => {
+            let v = client.get(&format!("/api/v1/tasks/{}", parse_id(id)?)).await?;
+            output::task_detail(&v, cli.json);
+            Ok(0)
+        }
+        TaskCommand::Cancel { id } => {
+            let v = client.post(&format!("/api/v1/tasks/{}/cancel", parse_id(id)?), &json!({})).await?;
+            output::task_line(&v, cli.json, false);
+            Ok(0)
+        }
+        TaskCommand::Retry { id } => {
+            let v = client.post(&format!("/api/v1/tasks/{}/retry", parse_id(id)?), &json!({})).await?;
+            output::task_line(&v, cli.json, false);
+            Ok(0)
+        }
+    }
+}
+

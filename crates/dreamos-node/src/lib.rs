@@ -1,1 +1,29 @@
-//! stub
+//! Dream.OS node: the HTTP API, authentication, the built-in local agents and metrics, around
+//! the queue.
+//!
+//! [`Node::start`] brings a node up from a [`Config`]; [`api::router`] builds the API alone so
+//! tests can drive it in-process.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use dreamos_node::{Config, Node, Overrides};
+//! let config = Config::load(std::path::Path::new(".dreamos"), None, Overrides::default())?;
+//! let node = Node::start(config).await?;
+//! println!("listening on {}", node.addr);
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod agents;
+pub mod api;
+pub mod auth;
+pub mod config;
+mod error;
+mod exec;
+pub mod metrics;
+mod node;
+pub mod views;
+
+pub use config::{Config, Overrides};
+pub use error::{ApiError, status_of};
+pub use node::Node;

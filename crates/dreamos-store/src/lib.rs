@@ -80,7 +80,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn counts(&self) -> Result<Vec<StateCount>>;
     /// The earliest time a queued task becomes claimable or a lease expires, if any.
     async fn next_deadline(&self) -> Result<Option<i64>>;
-    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>>;
+    /// The token with this id (its secret is checked by the caller against the hash).
+    async fn find_token(&self, id: &str) -> Result<Option<ApiToken>>;
     async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
 
     /// Closes connections after the last write has been committed.

@@ -158,8 +158,8 @@ impl Store for PgStore {
         reads::next_deadline(&mut *self.pool.acquire().await?, self.clock.now_ms()).await
     }
 
-    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
-        reads::find_token(&mut *self.pool.acquire().await?, hash).await
+    async fn find_token(&self, id: &str) -> Result<Option<ApiToken>> {
+        reads::find_token(&mut *self.pool.acquire().await?, id).await
     }
 
     async fn list_tokens(&self) -> Result<Vec<ApiToken>> {

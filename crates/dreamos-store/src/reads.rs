@@ -127,11 +127,11 @@ fn token_from_row<R: RowLike>(r: &R) -> Result<ApiToken> {
     })
 }
 
-pub(crate) async fn find_token<C: Conn>(c: &mut C, hash: &str) -> Result<Option<ApiToken>> {
+pub(crate) async fn find_token<C: Conn>(c: &mut C, id: &str) -> Result<Option<ApiToken>> {
     let row = c
         .fetch_optional(
-            dynamic(format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE hash = $1")),
-            args![hash],
+            dynamic(format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1")),
+            args![id],
         )
         .await?;
     row.map(|r| token_from_row(&r)).transpose()

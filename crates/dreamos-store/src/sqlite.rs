@@ -210,8 +210,8 @@ impl Store for SqliteStore {
         reads::next_deadline(&mut *self.reads.acquire().await?, self.clock.now_ms()).await
     }
 
-    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
-        reads::find_token(&mut *self.reads.acquire().await?, hash).await
+    async fn find_token(&self, id: &str) -> Result<Option<ApiToken>> {
+        reads::find_token(&mut *self.reads.acquire().await?, id).await
     }
 
     async fn list_tokens(&self) -> Result<Vec<ApiToken>> {

@@ -1,0 +1,154 @@
+//! The node's built-in local agents and what they run.
+//!
+//! Each local agent claims one task at a time from the queue (woken by the store's change
+//! signal), heartbeats its lease at a third of the lease time while the task runs, stops the
+//! task when a heartbeat answers that cancellation was requested or that the lease is lost,
+//! and reports the outcome with its fencing token. On shutdown they stop claiming, let running
+//! tasks finish within the grace period, and release what is still running after it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dreamos_core::{Completion, Outcome, Task, TaskError};
+use dreamos_queue::Queue;
+use dreamos_store::{ClaimRequest, Heartbeat, StoreError};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::exec;
+use crate::metrics::Metrics;
+
+/// What the local agents share.
+#[derive(Clone)]
+pub struct AgentContext {
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    /// Becomes true when the node stops claiming new work.
+    pub stop_claiming: watch::Receiver<bool>,
+    /// Becomes true when the grace period is over: running tasks are released.
+    pub hard_stop: watch::Receiver<bool>,
+}
+
+/// The capabilities of every local agent.
+pub const LOCAL_CAPABILITIES: [&str; 2] = ["noop", "exec"];
+
+/// The lease-holder prefix of this node's local agents; on start the node fails the attempts
+/// a previous run of it left behind (`agent_lost`).
+pub fn local_prefix(node_id: &str) -> String {
+    format!("local:{node_id}/")
+}
+
+pub fn spawn_local_agents(ctx: AgentContext, node_id: &str, count: usize) -> Vec<JoinHandle<()>> {
+    (0..count)
+        .map(|i| {
+            let ctx = ctx.clone();
+            let holder = format!("{}{i}", local_prefix(node_id));
+            tokio::spawn(async move { agent_loop(ctx, holder).await })
+        })
+        .collect()
+}
+
+/// How long one claim waits before the agent checks whether it should stop.
+const CLAIM_WAIT: Duration = Duration::from_millis(500);
+
+async fn agent_loop(ctx: AgentContext, holder: String) {
+    let request = ClaimRequest {
+        holder: holder.clone(),
+        capabilities: LOCAL_CAPABILITIES.map(String::from).to_vec(),
+        max: 1,
+        lease_ms: ctx.config.lease_ms,
+    };
+    while !*ctx.stop_claiming.borrow() {
+        match ctx.queue.claim(request.clone(), CLAIM_WAIT).await {
+            Ok(tasks) => {
+                for task in tasks {
+                    run_one(&ctx, &holder, task).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(agent = %holder, error = %e, "claim failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
+    let store = ctx.queue.store();
+    let Some(lease) = task.lease.clone() else { return };
+    let claimed_at = lease.expires_at_ms - ctx.config.lease_ms;
+    ctx.metrics.dispatch_latency.observe((claimed_at - task.available_at_ms).max(0) as f64 / 1000.0);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let work = execute(ctx, &task, cancel_rx);
+    tokio::pin!(work);
+    let beat_every = Duration::from_millis((ctx.config.lease_ms / 3).max(10) as u64);
+    let mut hard_stop = ctx.hard_stop.clone();
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break Some(outcome),
+            _ = tokio::time::sleep(beat_every) => {
+                let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: None };
+                match store.heartbeat(vec![beat]).await.map(|mut a| a.remove(0)) {
+                    Ok(Ok(answer)) => {
+                        if answer.cancel_requested {
+                            let _ = cancel_tx.send(true);
+                        }
+                    }
+                    Ok(Err(StoreError::StaleLease { .. } | StoreError::NotFound(_))) => {
+                        tracing::warn!(agent = %holder, task = %task.id, "lease lost; abandoning the attempt");
+                        break None;
+                    }
+                    Ok(Err(e)) | Err(e) => tracing::warn!(agent = %holder, error = %e, "heartbeat failed"),
+                }
+            }
+            changed = hard_stop.changed() => {
+                if changed.is_err() || *hard_stop.borrow() {
+                    break Some(Outcome::Released);
+                }
+            }
+        }
+    };
+    // Dropping `work` here kills a program still running (kill on drop).
+    drop(work);
+    let Some(outcome) = outcome else { return };
+    let label = match &outcome {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Released => "released",
+    };
+    let report = Completion { task_id: task.id, fence: lease.fence, outcome };
+    match store.complete(holder, vec![report]).await.map(|mut r| r.remove(0)) {
+        Ok(Ok(_)) => {
+            ctx.metrics.record_finished(label);
+            let ran_ms = store.clock().now_ms() - claimed_at;
+            ctx.metrics.run_latency.observe(ran_ms.max(0) as f64 / 1000.0);
+        }
+        Ok(Err(e)) => tracing::warn!(agent = %holder, task = %task.id, error = %e, "report refused"),
+        Err(e) => tracing::error!(agent = %holder, task = %task.id, error = %e, "report failed; the lease will expire and the task be retried"),
+    }
+}
+
+async fn execute(ctx: &AgentContext, task: &Task, mut cancel: watch::Receiver<bool>) -> Outcome {
+    match task.kind.as_str() {
+        // `noop` succeeds at once, or after `sleep_ms` (to stand in for real work in tests).
+        "noop" => {
+            let sleep_ms = task.payload.get("sleep_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+            if sleep_ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+                    _ = cancel.wait_for(|c| *c) => return Outcome::Cancelled,
+                }
+            }
+            Outcome::Succeeded { result: json!({}) }
+        }
+        "exec" => exec::run(&ctx.config, task, cancel).await,
+        other => Outcome::Failed {
+            error: TaskError { class: "unsupported_kind".into(), message: format!("local agents cannot run `{other}`") },
+            retryable: false,
+        },
+    }
+}

@@ -1,0 +1,272 @@
+//! The HTTP API: `/healthz`, `/metrics` and `/api/v1/...`. The router is built by
+//! [`router`] so tests drive it in-process; `main` only binds it to a listener.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dreamos_core::{ErrorCode, Priority, TaskId, TaskState};
+use dreamos_queue::{Queue, SubmitRequest};
+use dreamos_store::TaskFilter;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{self, Principal, Role};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::{Metrics, StateLabels};
+use crate::views::{EventView, TaskDetail, TaskView};
+
+/// Everything a request handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    pub node_id: String,
+    pub started: Instant,
+}
+
+/// Largest request body: a batch of tasks.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest a request may wait for a task to finish.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/kinds", get(kinds))
+        .route("/api/v1/tasks", post(submit).get(list))
+        .route("/api/v1/tasks/batch", post(submit_batch))
+        .route("/api/v1/tasks/{id}", get(show))
+        .route("/api/v1/tasks/{id}/cancel", post(cancel))
+        .route("/api/v1/tasks/{id}/retry", post(retry))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The authenticated caller. Every route but `/healthz` takes one.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthorized)?;
+        let store = state.queue.store();
+        match auth::authenticate(store.as_ref(), token.trim(), store.clock().now_ms()).await? {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(reason) => {
+                tracing::info!(?reason, "authentication failed");
+                Err(ApiError::unauthorized())
+            }
+        }
+    }
+}
+
+impl Caller {
+    fn require(&self, role: Role, what: &str) -> Result<&Principal, ApiError> {
+        if self.0.role.allows(role) { Ok(&self.0) } else { Err(ApiError::forbidden(what)) }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn refresh_task_gauges(state: &AppState) -> Result<Vec<dreamos_store::StateCount>, ApiError> {
+    let counts = state.queue.store().counts().await?;
+    for s in TaskState::ALL {
+        for p in Priority::ALL {
+            let n = counts.iter().find(|c| c.state == s && c.priority == p).map_or(0, |c| c.count);
+            state.metrics.tasks.get_or_create(&StateLabels { state: s.as_str().into(), priority: p.as_str().into() }).set(n as i64);
+        }
+    }
+    Ok(counts)
+}
+
+async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "read metrics")?;
+    refresh_task_gauges(&state).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response())
+}
+
+async fn status(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "read the status")?;
+    let counts = refresh_task_gauges(&state).await?;
+    let mut by_state = serde_json::Map::new();
+    let mut queued_by_priority = serde_json::Map::new();
+    for s in TaskState::ALL {
+        let n: u64 = counts.iter().filter(|c| c.state == s).map(|c| c.count).sum();
+        by_state.insert(s.as_str().into(), n.into());
+    }
+    for p in Priority::ALL {
+        let n: u64 = counts.iter().filter(|c| c.state == TaskState::Queued && c.priority == p).map(|c| c.count).sum();
+        queued_by_priority.insert(p.as_str().into(), n.into());
+    }
+    Ok(Json(json!({
+        "node": state.node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "store": state.queue.store().backend().as_str(),
+        "uptime_s": state.started.elapsed().as_secs(),
+        "local_agents": state.config.agents,
+        "tasks": by_state,
+        "queued_by_priority": queued_by_priority,
+        "submitted_total": state.metrics.submitted.get(),
+    }))
+    .into_response())
+}
+
+async fn kinds(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "list kinds")?;
+    let kinds: Vec<_> = state
+        .queue
+        .kinds()
+        .iter()
+        .map(|k| json!({ "name": k.name, "description": k.description, "admin_only": k.admin_only, "schema": k.schema }))
+        .collect();
+    Ok(Json(json!({ "kinds": kinds })).into_response())
+}
+
+fn check_kinds_allowed(state: &AppState, who: &Principal, requests: &[SubmitRequest]) -> Result<(), ApiError> {
+    for r in requests {
+        if state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only) && !who.role.allows(Role::Admin) {
+            return Err(ApiError::forbidden(&format!("submit `{}` tasks (admin only)", r.kind)));
+        }
+    }
+    Ok(())
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "submit tasks")?;
+    let Json(request) = body?;
+    let requests = vec![request];
+    check_kinds_allowed(&state, who, &requests)?;
+    let summary = state.queue.submit(&who.name(), requests).await?.remove(0);
+    if summary.created {
+        state.metrics.submitted.inc();
+    }
+    let task = state.queue.store().get(summary.id).await?.ok_or(dreamos_store::StoreError::NotFound(summary.id))?;
+    let status = if summary.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "created": summary.created, "task": TaskView::from(task) }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    tasks: Vec<SubmitRequest>,
+}
+
+async fn submit_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<BatchBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "submit tasks")?;
+    let Json(body) = body?;
+    check_kinds_allowed(&state, who, &body.tasks)?;
+    let summaries = state.queue.submit(&who.name(), body.tasks).await?;
+    state.metrics.submitted.inc_by(summaries.iter().filter(|s| s.created).count() as u64);
+    Ok((StatusCode::CREATED, Json(json!({ "tasks": summaries }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    archived: bool,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "list tasks")?;
+    let Query(q) = query?;
+    let task_state = q
+        .state
+        .map(|s| s.parse::<TaskState>())
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 1_000 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 1000"));
+    }
+    let filter = TaskFilter { state: task_state, kind: q.kind, archived: q.archived, before: q.before.map(TaskId), limit };
+    let tasks = state.queue.store().list(&filter).await?;
+    let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id)).flatten();
+    let views: Vec<TaskView> = tasks.into_iter().map(TaskView::from).collect();
+    Ok(Json(json!({ "tasks": views, "next_before": next })).into_response())
+}
+
+fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
+    raw.parse().map_err(|e: dreamos_core::ParseError| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowQuery {
+    /// Wait up to this long for the task to finish before answering.
+    wait_ms: Option<u64>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    query: Result<Query<ShowQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "read tasks")?;
+    let id = parse_id(&raw)?;
+    let Query(q) = query?;
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let task = state.queue.wait_finished(id, wait).await?;
+    let history = state.queue.store().events(id).await?.into_iter().map(EventView::from).collect();
+    Ok(Json(TaskDetail { task: TaskView::from(task), history }).into_response())
+}
+
+async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "cancel tasks")?;
+    let id = parse_id(&raw)?;
+    state.queue.store().cancel(id, &who.name()).await?;
+    task_response(&state, id).await
+}
+
+async fn retry(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "retry tasks")?;
+    let id = parse_id(&raw)?;
+    state.queue.store().retry(id, &who.name()).await?;
+    task_response(&state, id).await
+}
+
+async fn task_response(state: &AppState, id: TaskId) -> Result<Response, ApiError> {
+    let task = state.queue.store().get(id).await?.ok_or(dreamos_store::StoreError::NotFound(id))?;
+    Ok(Json(TaskView::from(task)).into_response())
+}

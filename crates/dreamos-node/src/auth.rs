@@ -1,0 +1,173 @@
+//! API tokens and roles.
+//!
+//! A token reads `dros_<id>_<secret>`: the id finds the stored record, and the secret (256
+//! random bits) is checked against the stored SHA-256 hash in constant time. The secret
+//! itself is shown once and never stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use dreamos_store::{ApiToken, Store};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// What a caller may do. Admin > operator > viewer; `agent` is for agent credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Agent,
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether this role includes everything `needed` may do (agents are a separate line).
+    pub fn allows(self, needed: Role) -> bool {
+        match (self, needed) {
+            (Role::Agent, Role::Agent) => true,
+            (Role::Agent, _) | (_, Role::Agent) => false,
+            (have, need) => have >= need,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "agent" => Ok(Role::Agent),
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role `{other}`: expected admin, operator, viewer or agent")),
+        }
+    }
+}
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: String,
+    pub role: Role,
+    pub label: String,
+}
+
+impl Principal {
+    /// The name recorded as a task's submitter or an event's actor.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.role, self.label)
+    }
+}
+
+fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// A freshly issued token: the record to store and the secret to show once.
+pub struct Issued {
+    pub record: ApiToken,
+    pub token: String,
+}
+
+pub fn issue(role: Role, label: &str, now_ms: i64, expires_at_ms: Option<i64>) -> Issued {
+    let id = random_hex(6);
+    let secret = random_hex(32);
+    Issued {
+        record: ApiToken {
+            id: id.clone(),
+            hash: hash(&secret),
+            role: role.as_str().into(),
+            label: label.into(),
+            created_at_ms: now_ms,
+            expires_at_ms,
+            revoked_at_ms: None,
+        },
+        token: format!("dros_{id}_{secret}"),
+    }
+}
+
+/// Why a token was refused. Callers answer every case with the same 401; the reason is for
+/// the audit log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed,
+    Unknown,
+    WrongSecret,
+    Expired,
+    Revoked,
+}
+
+/// Checks a bearer token against the store.
+pub async fn authenticate(store: &dyn Store, token: &str, now_ms: i64) -> Result<Result<Principal, Refusal>, dreamos_store::StoreError> {
+    let Some((id, secret)) = token.strip_prefix("dros_").and_then(|rest| rest.split_once('_')) else {
+        return Ok(Err(Refusal::Malformed));
+    };
+    let Some(record) = store.find_token(id).await? else {
+        return Ok(Err(Refusal::Unknown));
+    };
+    let presented = hash(secret);
+    if !bool::from(presented.as_bytes().ct_eq(record.hash.as_bytes())) {
+        return Ok(Err(Refusal::WrongSecret));
+    }
+    if record.revoked_at_ms.is_some() {
+        return Ok(Err(Refusal::Revoked));
+    }
+    if record.expires_at_ms.is_some_and(|at| at <= now_ms) {
+        return Ok(Err(Refusal::Expired));
+    }
+    let Ok(role) = record.role.parse() else {
+        return Ok(Err(Refusal::Unknown));
+    };
+    Ok(Ok(Principal { token_id: record.id, role, label: record.label }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_order_and_agents_apart() {
+        assert!(Role::Admin.allows(Role::Operator));
+        assert!(Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Operator));
+        assert!(!Role::Admin.allows(Role::Agent));
+        assert!(!Role::Agent.allows(Role::Viewer));
+        for r in [Role::Agent, Role::Viewer, Role::Operator, Role::Admin] {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn issued_tokens_are_long_random_and_stored_hashed() {
+        let a = issue(Role::Admin, "x", 0, None);
+        let b = issue(Role::Admin, "x", 0, None);
+        assert_ne!(a.token, b.token);
+        let secret = a.token.rsplit('_').next().unwrap();
+        assert_eq!(secret.len(), 64, "256 bits of secret");
+        assert!(!a.record.hash.contains(secret));
+        assert_eq!(a.record.hash, hash(secret));
+    }
+}

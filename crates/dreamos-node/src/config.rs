@@ -1,0 +1,234 @@
+//! The node's one typed configuration: built-in defaults < `dreamos.toml` (in the data dir, or
+//! `--config`) < environment (`DREAMOS_*`) < command-line flags. Each option is documented
+//! here once; `dreamos config show` prints the effective values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Options as they may appear in `dreamos.toml` or in `DREAMOS_<NAME>` variables.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address of the HTTP API. Default `127.0.0.1:7700` (loopback only).
+    pub listen: Option<String>,
+    /// Built-in local agents. Default: the number of cores.
+    pub agents: Option<usize>,
+    /// Store URL: `sqlite://PATH` or `postgres://...`. Default: SQLite in the data dir.
+    pub store: Option<String>,
+    /// Lease of a claimed task, in ms; holders heartbeat at a third of it. Default 30000.
+    pub lease_ms: Option<i64>,
+    /// On SIGINT/SIGTERM, how long running tasks may finish before they are released, in ms.
+    /// Default 10000.
+    pub grace_ms: Option<u64>,
+    /// Waiting time worth one priority level, in ms. Default 60000.
+    pub aging_ms: Option<i64>,
+    /// Finished tasks move to the archive this long after finishing, in ms. Default 7 days.
+    pub archive_after_ms: Option<i64>,
+    /// Largest task payload, in bytes. Default 262144.
+    pub max_payload_bytes: Option<usize>,
+    /// SQLite: sync the WAL on every commit (survives power loss, slower). Default false
+    /// (commits survive a crash of the process).
+    pub sqlite_full_sync: Option<bool>,
+    /// Programs `exec` tasks may run (names looked up in PATH, or absolute paths).
+    pub exec_allow: Option<Vec<String>>,
+    /// Environment variables passed to `exec` programs (from the node or the payload).
+    pub exec_env_allow: Option<Vec<String>>,
+    /// Default wall-time limit of an `exec` task, in ms. Default 60000.
+    pub exec_timeout_ms: Option<u64>,
+    /// Most bytes of stdout plus stderr an `exec` task may produce. Default 1048576.
+    pub exec_max_output_bytes: Option<usize>,
+}
+
+/// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub agents: Option<usize>,
+    pub store: Option<String>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub agents: usize,
+    pub store: String,
+    pub lease_ms: i64,
+    pub grace_ms: u64,
+    pub aging_ms: i64,
+    pub archive_after_ms: i64,
+    pub max_payload_bytes: usize,
+    pub sqlite_full_sync: bool,
+    pub exec_allow: Vec<String>,
+    pub exec_env_allow: Vec<String>,
+    pub exec_timeout_ms: u64,
+    pub exec_max_output_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads the configuration for `data_dir`, reading `config_path` (or
+    /// `DATA_DIR/dreamos.toml` if it exists) and the environment, then applying `flags`.
+    pub fn load(data_dir: &Path, config_path: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        let default_path = data_dir.join("dreamos.toml");
+        let file = match config_path {
+            Some(p) => Some(read_file(p)?),
+            None if default_path.exists() => Some(read_file(&default_path)?),
+            None => None,
+        };
+        let mut c = file.unwrap_or_default();
+        apply_env(&mut c, |k| std::env::var(k).ok())?;
+        if flags.listen.is_some() {
+            c.listen = flags.listen;
+        }
+        if flags.agents.is_some() {
+            c.agents = flags.agents;
+        }
+        if flags.store.is_some() {
+            c.store = flags.store;
+        }
+        Self::resolve(data_dir, c)
+    }
+
+    fn resolve(data_dir: &Path, c: FileConfig) -> Result<Self, ConfigError> {
+        let listen_text = c.listen.unwrap_or_else(|| "127.0.0.1:7700".into());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| ConfigError(format!("listen address `{listen_text}` is not HOST:PORT")))?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let store = c
+            .store
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("dreamos.db").display()));
+        let lease_ms = c.lease_ms.unwrap_or(30_000);
+        if lease_ms < 100 {
+            return Err(ConfigError("lease_ms must be at least 100".into()));
+        }
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            listen,
+            agents: c.agents.unwrap_or(cores),
+            store,
+            lease_ms,
+            grace_ms: c.grace_ms.unwrap_or(10_000),
+            aging_ms: c.aging_ms.unwrap_or(60_000).max(1),
+            archive_after_ms: c.archive_after_ms.unwrap_or(7 * 24 * 3600 * 1000),
+            max_payload_bytes: c.max_payload_bytes.unwrap_or(256 * 1024),
+            sqlite_full_sync: c.sqlite_full_sync.unwrap_or(false),
+            exec_allow: c.exec_allow.unwrap_or_else(|| {
+                ["echo", "true", "false", "sleep", "uname", "date", "printf"].map(String::from).to_vec()
+            }),
+            exec_env_allow: c
+                .exec_env_allow
+                .unwrap_or_else(|| ["PATH", "HOME", "LANG", "TZ"].map(String::from).to_vec()),
+            exec_timeout_ms: c.exec_timeout_ms.unwrap_or(60_000),
+            exec_max_output_bytes: c.exec_max_output_bytes.unwrap_or(1024 * 1024),
+        })
+    }
+
+    /// The configuration as `dreamos config show` prints it. Store URLs lose any password.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["store"] = serde_json::Value::String(redact_url(&self.store));
+        v
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+/// Applies `DREAMOS_<OPTION>` variables; lists are comma-separated.
+fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    fn parse<T: std::str::FromStr>(key: &str, v: String) -> Result<T, ConfigError> {
+        v.trim().parse().map_err(|_| ConfigError(format!("{key}=`{v}` is not a valid value")))
+    }
+    let list = |v: String| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    macro_rules! env {
+        ($field:ident, $key:literal, parse) => {
+            if let Some(v) = get($key) {
+                c.$field = Some(parse($key, v)?);
+            }
+        };
+        ($field:ident, $key:literal, list) => {
+            if let Some(v) = get($key) {
+                c.$field = Some(list(v));
+            }
+        };
+    }
+    env!(listen, "DREAMOS_LISTEN", parse);
+    env!(agents, "DREAMOS_AGENTS", parse);
+    env!(store, "DREAMOS_STORE", parse);
+    env!(lease_ms, "DREAMOS_LEASE_MS", parse);
+    env!(grace_ms, "DREAMOS_GRACE_MS", parse);
+    env!(aging_ms, "DREAMOS_AGING_MS", parse);
+    env!(archive_after_ms, "DREAMOS_ARCHIVE_AFTER_MS", parse);
+    env!(max_payload_bytes, "DREAMOS_MAX_PAYLOAD_BYTES", parse);
+    env!(sqlite_full_sync, "DREAMOS_SQLITE_FULL_SYNC", parse);
+    env!(exec_allow, "DREAMOS_EXEC_ALLOW", list);
+    env!(exec_env_allow, "DREAMOS_EXEC_ENV_ALLOW", list);
+    env!(exec_timeout_ms, "DREAMOS_EXEC_TIMEOUT_MS", parse);
+    env!(exec_max_output_bytes, "DREAMOS_EXEC_MAX_OUTPUT_BYTES", parse);
+    Ok(())
+}
+
+/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((auth, host)) = rest.split_once('@') else { return url.to_string() };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dreamos.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1111\"\nagents = 3\nlease_ms = 5000\n").unwrap();
+        let mut file = read_file(&path).unwrap();
+        apply_env(&mut file, |k| match k {
+            "DREAMOS_AGENTS" => Some("5".into()),
+            "DREAMOS_EXEC_ALLOW" => Some("echo, ls".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = Config::resolve(dir.path(), file).unwrap();
+        assert_eq!((c.listen.port(), c.agents, c.lease_ms), (1111, 5, 5000));
+        assert_eq!(c.exec_allow, vec!["echo".to_string(), "ls".to_string()]);
+        // Flags win over both.
+        std::fs::write(&path, "agents = 3\n").unwrap();
+        let c = Config::load(dir.path(), Some(&path), Overrides { agents: Some(9), ..Default::default() }).unwrap();
+        assert_eq!(c.agents, 9);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = Config::load(dir.path(), Some(&path), Overrides::default()).unwrap_err();
+        assert!(err.0.contains("lisen"), "{}", err.0);
+        let mut file = FileConfig::default();
+        let err = apply_env(&mut file, |k| (k == "DREAMOS_AGENTS").then(|| "many".into())).unwrap_err();
+        assert!(err.0.contains("DREAMOS_AGENTS"), "{}", err.0);
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redact_url("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}

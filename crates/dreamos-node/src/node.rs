@@ -1,0 +1,185 @@
+//! Starting and stopping a node: store, recovery, admin token, maintenance, local agents and
+//! the HTTP API, in that order; stopping runs it backwards without losing accepted work.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dreamos_core::{SystemClock, error_class};
+use dreamos_queue::{KindRegistry, Queue, QueueConfig, spawn_maintenance};
+use dreamos_store::{Store, StoreConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::agents::{AgentContext, local_prefix, spawn_local_agents};
+use crate::api::{AppState, router};
+use crate::auth::{self, Role};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// A running node.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub node_id: String,
+    /// Where the admin token is kept (mode 0600).
+    pub admin_token_path: PathBuf,
+    /// True when this start created the admin token.
+    pub admin_token_created: bool,
+    pub store: Arc<dyn Store>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Node {
+    /// Starts everything and returns once the API is listening.
+    pub async fn start(config: Config) -> Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+        let node_id = node_id(&config.data_dir)?;
+        let store_config = StoreConfig {
+            aging_ms: config.aging_ms,
+            sqlite_full_sync: config.sqlite_full_sync,
+            ..StoreConfig::default()
+        };
+        let store = dreamos_store::open(&config.store, store_config, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("cannot open the store {}", crate::config::redact_url(&config.store)))?;
+
+        // The previous run of this node may have died holding tasks: they go back through the
+        // retry policy now rather than when their leases lapse.
+        let recovered = store.fail_holders(&local_prefix(&node_id), error_class::AGENT_LOST).await?;
+        if !recovered.is_empty() {
+            tracing::warn!(count = recovered.len(), "retrying tasks held by this node's previous run");
+        }
+        let (admin_token_path, admin_token_created) = ensure_admin_token(&config.data_dir, &store).await?;
+
+        let queue_config = QueueConfig {
+            max_payload_bytes: config.max_payload_bytes,
+            archive_after_ms: config.archive_after_ms,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::new(store.clone(), KindRegistry::builtin(), queue_config);
+        let metrics = Arc::new(Metrics::default());
+        let config = Arc::new(config);
+        let (stop, stop_rx) = watch::channel(false);
+        let (hard_stop, hard_stop_rx) = watch::channel(false);
+        let (maintenance_stop, maintenance_stop_rx) = watch::channel(false);
+        let maintenance = spawn_maintenance(queue.clone(), maintenance_stop_rx);
+        let agents = spawn_local_agents(
+            AgentContext {
+                queue: queue.clone(),
+                metrics: metrics.clone(),
+                config: config.clone(),
+                stop_claiming: stop_rx.clone(),
+                hard_stop: hard_stop_rx,
+            },
+            &node_id,
+            config.agents,
+        );
+        let state = AppState {
+            queue: queue.clone(),
+            metrics,
+            config: config.clone(),
+            node_id: node_id.clone(),
+            started: Instant::now(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (http_stop, http_stop_rx) = watch::channel(false);
+        let http = tokio::spawn(async move {
+            let mut rx = http_stop_rx;
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        let grace = Duration::from_millis(config.grace_ms);
+        let task_store = store.clone();
+        let mut stop_wait = stop_rx;
+        let task = tokio::spawn(async move {
+            let _ = stop_wait.wait_for(|s| *s).await;
+            tracing::info!("stopping: no new claims; running tasks have {grace:?} to finish");
+            let mut agents = futures_join(agents);
+            if tokio::time::timeout(grace, &mut agents).await.is_err() {
+                tracing::warn!("grace period over: releasing tasks still running");
+                let _ = hard_stop.send(true);
+                agents.await;
+            }
+            let _ = http_stop.send(true);
+            let _ = http.await;
+            let _ = maintenance_stop.send(true);
+            let _ = maintenance.await;
+            task_store.close().await;
+            tracing::info!("stopped");
+            Ok(())
+        });
+        Ok(Node { addr, node_id, admin_token_path, admin_token_created, store, stop, task })
+    }
+
+    /// Stops claiming, lets running tasks finish within the grace period, releases the rest,
+    /// then closes the API and the store.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
+}
+
+/// Awaits all handles (a tiny join_all, to avoid a dependency for one call).
+fn futures_join(handles: Vec<JoinHandle<()>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        for h in handles {
+            let _ = h.await;
+        }
+    })
+}
+
+fn node_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("node.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = format!("n{:08x}", rand::random::<u32>());
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// Makes sure `DATA_DIR/admin.token` holds a valid admin token, creating one if needed.
+async fn ensure_admin_token(data_dir: &Path, store: &Arc<dyn Store>) -> Result<(PathBuf, bool)> {
+    let path = data_dir.join("admin.token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let now = store.clock().now_ms();
+        if let Ok(Ok(principal)) = auth::authenticate(store.as_ref(), existing.trim(), now).await
+            && principal.role == Role::Admin
+        {
+            return Ok((path, false));
+        }
+    }
+    let issued = auth::issue(Role::Admin, "admin", store.clock().now_ms(), None);
+    store.create_token(issued.record).await?;
+    write_secret(&path, &issued.token)?;
+    Ok((path, true))
+}
+
+/// Writes a secret to a file only its owner can read.
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(file, "{secret}")?;
+    Ok(())
+}
