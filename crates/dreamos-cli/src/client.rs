@@ -35,13 +35,17 @@ impl Client {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            return serde_json::from_str(&text).with_context(|| format!("the node answered with invalid JSON: {text}"));
+            return serde_json::from_str(&text)
+                .with_context(|| format!("the node answered with invalid JSON: {text}"));
         }
         let detail: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = detail["code"].as_str().unwrap_or("http_error");
-        let message = detail["message"].as_str().map(str::to_string).unwrap_or_else(|| text.clone());
+        let message =
+            detail["message"].as_str().map(str::to_string).unwrap_or_else(|| text.clone());
         if status == StatusCode::UNAUTHORIZED {
-            bail!("{message} ({code}): pass --token, set DREAMOS_TOKEN, or check DATA_DIR/admin.token");
+            bail!(
+                "{message} ({code}): pass --token, set DREAMOS_TOKEN, or check DATA_DIR/admin.token"
+            );
         }
         bail!("{message} ({code}, HTTP {})", status.as_u16())
     }

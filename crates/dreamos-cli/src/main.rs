@@ -16,7 +16,11 @@ use serde_json::{Value, json};
 use crate::client::Client;
 
 #[derive(Parser)]
-#[command(name = "dreamos", version, about = "Dream.OS: a distributed agent system that understands code")]
+#[command(
+    name = "dreamos",
+    version,
+    about = "Dream.OS: a distributed agent system that understands code"
+)]
 struct Cli {
     /// Where the node keeps its store, tokens and configuration.
     #[arg(long, global = true, env = "DREAMOS_DATA_DIR", default_value = "./.dreamos")]
@@ -135,11 +139,13 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DREAMOS_LOG").unwrap_or_else(|_| filter.into()),
+            tracing_subscriber::EnvFilter::try_from_env("DREAMOS_LOG")
+                .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -168,12 +174,16 @@ async fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn up(cli: &Cli, args: &UpArgs) -> Result<i32> {
-    let overrides = Overrides { listen: args.listen.clone(), agents: args.agents, store: args.store.clone() };
+    let overrides =
+        Overrides { listen: args.listen.clone(), agents: args.agents, store: args.store.clone() };
     let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
     let store = dreamos_node::config::redact_url(&config.store);
     let agents = config.agents;
     let node = Node::start(config).await?;
-    println!("Dream.OS node {} listening on http://{} (store {store}, {agents} local agents)", node.node_id, node.addr);
+    println!(
+        "Dream.OS node {} listening on http://{} (store {store}, {agents} local agents)",
+        node.node_id, node.addr
+    );
     if node.admin_token_created {
         println!("admin token created: {} (mode 0600)", node.admin_token_path.display());
     } else {
@@ -217,7 +227,10 @@ fn client(cli: &Cli) -> Result<Client> {
 fn read_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join("admin.token");
     let token = std::fs::read_to_string(&path).with_context(|| {
-        format!("no token: pass --token or set DREAMOS_TOKEN (or run `dreamos up` once to create {})", path.display())
+        format!(
+            "no token: pass --token or set DREAMOS_TOKEN (or run `dreamos up` once to create {})",
+            path.display()
+        )
     })?;
     Ok(token.trim().to_string())
 }
@@ -270,7 +283,8 @@ async fn task(cli: &Cli, command: &TaskCommand) -> Result<i32> {
                 body["max_attempts"] = json!(n);
             }
             if let Some(t) = &args.timeout {
-                let d = humantime::parse_duration(t).with_context(|| format!("--timeout `{t}` is not a duration like 30s"))?;
+                let d = humantime::parse_duration(t)
+                    .with_context(|| format!("--timeout `{t}` is not a duration like 30s"))?;
                 body["timeout_ms"] = json!(d.as_millis() as i64);
             }
             let answer = client.post("/api/v1/tasks", &body).await?;
@@ -313,15 +327,16 @@ async fn task(cli: &Cli, command: &TaskCommand) -> Result<i32> {
             Ok(0)
         }
         TaskCommand::Cancel { id } => {
-            let v = client.post(&format!("/api/v1/tasks/{}/cancel", parse_id(id)?), &json!({})).await?;
+            let v =
+                client.post(&format!("/api/v1/tasks/{}/cancel", parse_id(id)?), &json!({})).await?;
             output::task_line(&v, cli.json, false);
             Ok(0)
         }
         TaskCommand::Retry { id } => {
-            let v = client.post(&format!("/api/v1/tasks/{}/retry", parse_id(id)?), &json!({})).await?;
+            let v =
+                client.post(&format!("/api/v1/tasks/{}/retry", parse_id(id)?), &json!({})).await?;
             output::task_line(&v, cli.json, false);
             Ok(0)
         }
     }
 }
-

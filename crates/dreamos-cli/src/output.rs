@@ -18,7 +18,8 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let parts: Vec<String> =
+            cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -33,7 +34,13 @@ pub fn task_line(task: &Value, json: bool, existing: bool) {
         return;
     }
     let note = if existing { " (existing task for this idempotency key)" } else { "" };
-    println!("task {} {} [{} {}]{note}", s(&task["id"]), s(&task["state"]), s(&task["kind"]), s(&task["priority"]));
+    println!(
+        "task {} {} [{} {}]{note}",
+        s(&task["id"]),
+        s(&task["state"]),
+        s(&task["kind"]),
+        s(&task["priority"])
+    );
 }
 
 pub fn task_list(tasks: &Value, json: bool) {
@@ -71,7 +78,15 @@ pub fn task_detail(task: &Value, json: bool) {
         return;
     }
     let fields = [
-        "id", "kind", "state", "priority", "attempts", "max_attempts", "submitter", "created_at", "run_at",
+        "id",
+        "kind",
+        "state",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "submitter",
+        "created_at",
+        "run_at",
         "finished_at",
     ];
     for f in fields {
@@ -81,23 +96,41 @@ pub fn task_detail(task: &Value, json: bool) {
         println!("{:<13} {}", "depends_on", task["depends_on"]);
     }
     if !task["lease"].is_null() {
-        println!("{:<13} {} (fence {}, until {})", "lease", s(&task["lease"]["holder"]), s(&task["lease"]["fence"]), s(&task["lease"]["expires_at"]));
+        println!(
+            "{:<13} {} (fence {}, until {})",
+            "lease",
+            s(&task["lease"]["holder"]),
+            s(&task["lease"]["fence"]),
+            s(&task["lease"]["expires_at"])
+        );
     }
     if !task["progress"].is_null() {
-        println!("{:<13} {}% {}", "progress", s(&task["progress"]["percent"]), s(&task["progress"]["message"]));
+        println!(
+            "{:<13} {}% {}",
+            "progress",
+            s(&task["progress"]["percent"]),
+            s(&task["progress"]["message"])
+        );
     }
     println!("{:<13} {}", "payload", task["payload"]);
     if !task["result"].is_null() {
         println!("{:<13} {}", "result", task["result"]);
     }
     if !task["error"].is_null() {
-        println!("{:<13} {}: {}", "error", s(&task["error"]["class"]), s(&task["error"]["message"]));
+        println!(
+            "{:<13} {}: {}",
+            "error",
+            s(&task["error"]["class"]),
+            s(&task["error"]["message"])
+        );
     }
     if let Some(history) = task["history"].as_array() {
         println!();
         let rows: Vec<Vec<String>> = history
             .iter()
-            .map(|e| vec![s(&e["at"]), s(&e["event"]), s(&e["attempt"]), s(&e["actor"]), s(&e["detail"])])
+            .map(|e| {
+                vec![s(&e["at"]), s(&e["event"]), s(&e["attempt"]), s(&e["actor"]), s(&e["detail"])]
+            })
             .collect();
         table(&["AT", "EVENT", "ATTEMPT", "ACTOR", "DETAIL"], &rows);
     }
@@ -108,12 +141,22 @@ pub fn status(v: &Value, json: bool) {
         println!("{v}");
         return;
     }
-    println!("node      {} ({} store, up {}s, {} local agents)", s(&v["node"]), s(&v["store"]), s(&v["uptime_s"]), s(&v["local_agents"]));
+    println!(
+        "node      {} ({} store, up {}s, {} local agents)",
+        s(&v["node"]),
+        s(&v["store"]),
+        s(&v["uptime_s"]),
+        s(&v["local_agents"])
+    );
     let by_state = &v["tasks"];
     let states = ["pending", "queued", "running", "succeeded", "failed", "cancelled"];
-    let parts: Vec<String> = states.iter().map(|st| format!("{st} {}", s(&by_state[*st]))).collect();
+    let parts: Vec<String> =
+        states.iter().map(|st| format!("{st} {}", s(&by_state[*st]))).collect();
     println!("tasks     {}", parts.join(", "));
     let q = &v["queued_by_priority"];
-    let parts: Vec<String> = ["critical", "high", "normal", "low"].iter().map(|p| format!("{p} {}", s(&q[*p]))).collect();
+    let parts: Vec<String> = ["critical", "high", "normal", "low"]
+        .iter()
+        .map(|p| format!("{p} {}", s(&q[*p])))
+        .collect();
     println!("queued    {}", parts.join(", "));
 }

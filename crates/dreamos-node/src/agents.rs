@@ -80,10 +80,11 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
     let store = ctx.queue.store();
     let Some(lease) = task.lease.clone() else { return };
     let claimed_at = lease.expires_at_ms - ctx.config.lease_ms;
-    ctx.metrics.dispatch_latency.observe((claimed_at - task.available_at_ms).max(0) as f64 / 1000.0);
+    ctx.metrics
+        .dispatch_latency
+        .observe((claimed_at - task.available_at_ms).max(0) as f64 / 1000.0);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let work = execute(ctx, &task, cancel_rx);
-    tokio::pin!(work);
+    let mut work = Box::pin(execute(ctx, &task, cancel_rx));
     let beat_every = Duration::from_millis((ctx.config.lease_ms / 3).max(10) as u64);
     let mut hard_stop = ctx.hard_stop.clone();
     let outcome = loop {
@@ -127,8 +128,12 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
             let ran_ms = store.clock().now_ms() - claimed_at;
             ctx.metrics.run_latency.observe(ran_ms.max(0) as f64 / 1000.0);
         }
-        Ok(Err(e)) => tracing::warn!(agent = %holder, task = %task.id, error = %e, "report refused"),
-        Err(e) => tracing::error!(agent = %holder, task = %task.id, error = %e, "report failed; the lease will expire and the task be retried"),
+        Ok(Err(e)) => {
+            tracing::warn!(agent = %holder, task = %task.id, error = %e, "report refused")
+        }
+        Err(e) => {
+            tracing::error!(agent = %holder, task = %task.id, error = %e, "report failed; the lease will expire and the task be retried")
+        }
     }
 }
 
@@ -147,7 +152,10 @@ async fn execute(ctx: &AgentContext, task: &Task, mut cancel: watch::Receiver<bo
         }
         "exec" => exec::run(&ctx.config, task, cancel).await,
         other => Outcome::Failed {
-            error: TaskError { class: "unsupported_kind".into(), message: format!("local agents cannot run `{other}`") },
+            error: TaskError {
+                class: "unsupported_kind".into(),
+                message: format!("local agents cannot run `{other}`"),
+            },
             retryable: false,
         },
     }

@@ -93,7 +93,14 @@ async fn refresh_task_gauges(state: &AppState) -> Result<Vec<dreamos_store::Stat
     for s in TaskState::ALL {
         for p in Priority::ALL {
             let n = counts.iter().find(|c| c.state == s && c.priority == p).map_or(0, |c| c.count);
-            state.metrics.tasks.get_or_create(&StateLabels { state: s.as_str().into(), priority: p.as_str().into() }).set(n as i64);
+            state
+                .metrics
+                .tasks
+                .get_or_create(&StateLabels {
+                    state: s.as_str().into(),
+                    priority: p.as_str().into(),
+                })
+                .set(n as i64);
         }
     }
     Ok(counts)
@@ -119,7 +126,11 @@ async fn status(State(state): State<AppState>, caller: Caller) -> Result<Respons
         by_state.insert(s.as_str().into(), n.into());
     }
     for p in Priority::ALL {
-        let n: u64 = counts.iter().filter(|c| c.state == TaskState::Queued && c.priority == p).map(|c| c.count).sum();
+        let n: u64 = counts
+            .iter()
+            .filter(|c| c.state == TaskState::Queued && c.priority == p)
+            .map(|c| c.count)
+            .sum();
         queued_by_priority.insert(p.as_str().into(), n.into());
     }
     Ok(Json(json!({
@@ -146,9 +157,15 @@ async fn kinds(State(state): State<AppState>, caller: Caller) -> Result<Response
     Ok(Json(json!({ "kinds": kinds })).into_response())
 }
 
-fn check_kinds_allowed(state: &AppState, who: &Principal, requests: &[SubmitRequest]) -> Result<(), ApiError> {
+fn check_kinds_allowed(
+    state: &AppState,
+    who: &Principal,
+    requests: &[SubmitRequest],
+) -> Result<(), ApiError> {
     for r in requests {
-        if state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only) && !who.role.allows(Role::Admin) {
+        if state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only)
+            && !who.role.allows(Role::Admin)
+        {
             return Err(ApiError::forbidden(&format!("submit `{}` tasks (admin only)", r.kind)));
         }
     }
@@ -168,9 +185,15 @@ async fn submit(
     if summary.created {
         state.metrics.submitted.inc();
     }
-    let task = state.queue.store().get(summary.id).await?.ok_or(dreamos_store::StoreError::NotFound(summary.id))?;
+    let task = state
+        .queue
+        .store()
+        .get(summary.id)
+        .await?
+        .ok_or(dreamos_store::StoreError::NotFound(summary.id))?;
     let status = if summary.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "created": summary.created, "task": TaskView::from(task) }))).into_response())
+    Ok((status, Json(json!({ "created": summary.created, "task": TaskView::from(task) })))
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,7 +242,13 @@ async fn list(
     if limit == 0 || limit > 1_000 {
         return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 1000"));
     }
-    let filter = TaskFilter { state: task_state, kind: q.kind, archived: q.archived, before: q.before.map(TaskId), limit };
+    let filter = TaskFilter {
+        state: task_state,
+        kind: q.kind,
+        archived: q.archived,
+        before: q.before.map(TaskId),
+        limit,
+    };
     let tasks = state.queue.store().list(&filter).await?;
     let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id)).flatten();
     let views: Vec<TaskView> = tasks.into_iter().map(TaskView::from).collect();
@@ -227,7 +256,8 @@ async fn list(
 }
 
 fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
-    raw.parse().map_err(|e: dreamos_core::ParseError| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+    raw.parse()
+        .map_err(|e: dreamos_core::ParseError| ApiError::new(ErrorCode::BadRequest, e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,14 +282,22 @@ async fn show(
     Ok(Json(TaskDetail { task: TaskView::from(task), history }).into_response())
 }
 
-async fn cancel(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
     let who = caller.require(Role::Operator, "cancel tasks")?;
     let id = parse_id(&raw)?;
     state.queue.store().cancel(id, &who.name()).await?;
     task_response(&state, id).await
 }
 
-async fn retry(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Result<Response, ApiError> {
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
     let who = caller.require(Role::Operator, "retry tasks")?;
     let id = parse_id(&raw)?;
     state.queue.store().retry(id, &who.name()).await?;

@@ -56,7 +56,9 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role `{other}`: expected admin, operator, viewer or agent")),
+            other => {
+                Err(format!("unknown role `{other}`: expected admin, operator, viewer or agent"))
+            }
         }
     }
 }
@@ -121,8 +123,13 @@ pub enum Refusal {
 }
 
 /// Checks a bearer token against the store.
-pub async fn authenticate(store: &dyn Store, token: &str, now_ms: i64) -> Result<Result<Principal, Refusal>, dreamos_store::StoreError> {
-    let Some((id, secret)) = token.strip_prefix("dros_").and_then(|rest| rest.split_once('_')) else {
+pub async fn authenticate(
+    store: &dyn Store,
+    token: &str,
+    now_ms: i64,
+) -> Result<Result<Principal, Refusal>, dreamos_store::StoreError> {
+    let Some((id, secret)) = token.strip_prefix("dros_").and_then(|rest| rest.split_once('_'))
+    else {
         return Ok(Err(Refusal::Malformed));
     };
     let Some(record) = store.find_token(id).await? else {

@@ -75,7 +75,11 @@ pub struct ConfigError(pub String);
 impl Config {
     /// Loads the configuration for `data_dir`, reading `config_path` (or
     /// `DATA_DIR/dreamos.toml` if it exists) and the environment, then applying `flags`.
-    pub fn load(data_dir: &Path, config_path: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+    pub fn load(
+        data_dir: &Path,
+        config_path: Option<&Path>,
+        flags: Overrides,
+    ) -> Result<Self, ConfigError> {
         let default_path = data_dir.join("dreamos.toml");
         let file = match config_path {
             Some(p) => Some(read_file(p)?),
@@ -121,7 +125,9 @@ impl Config {
             max_payload_bytes: c.max_payload_bytes.unwrap_or(256 * 1024),
             sqlite_full_sync: c.sqlite_full_sync.unwrap_or(false),
             exec_allow: c.exec_allow.unwrap_or_else(|| {
-                ["echo", "true", "false", "sleep", "uname", "date", "printf"].map(String::from).to_vec()
+                ["echo", "true", "false", "sleep", "uname", "date", "printf"]
+                    .map(String::from)
+                    .to_vec()
             }),
             exec_env_allow: c
                 .exec_env_allow
@@ -150,7 +156,8 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     fn parse<T: std::str::FromStr>(key: &str, v: String) -> Result<T, ConfigError> {
         v.trim().parse().map_err(|_| ConfigError(format!("{key}=`{v}` is not a valid value")))
     }
-    let list = |v: String| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let list =
+        |v: String| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     macro_rules! env {
         ($field:ident, $key:literal, parse) => {
             if let Some(v) = get($key) {
@@ -197,7 +204,8 @@ mod tests {
     fn file_then_environment_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dreamos.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1111\"\nagents = 3\nlease_ms = 5000\n").unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:1111\"\nagents = 3\nlease_ms = 5000\n")
+            .unwrap();
         let mut file = read_file(&path).unwrap();
         apply_env(&mut file, |k| match k {
             "DREAMOS_AGENTS" => Some("5".into()),
@@ -210,7 +218,12 @@ mod tests {
         assert_eq!(c.exec_allow, vec!["echo".to_string(), "ls".to_string()]);
         // Flags win over both.
         std::fs::write(&path, "agents = 3\n").unwrap();
-        let c = Config::load(dir.path(), Some(&path), Overrides { agents: Some(9), ..Default::default() }).unwrap();
+        let c = Config::load(
+            dir.path(),
+            Some(&path),
+            Overrides { agents: Some(9), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!(c.agents, 9);
     }
 
@@ -222,7 +235,8 @@ mod tests {
         let err = Config::load(dir.path(), Some(&path), Overrides::default()).unwrap_err();
         assert!(err.0.contains("lisen"), "{}", err.0);
         let mut file = FileConfig::default();
-        let err = apply_env(&mut file, |k| (k == "DREAMOS_AGENTS").then(|| "many".into())).unwrap_err();
+        let err =
+            apply_env(&mut file, |k| (k == "DREAMOS_AGENTS").then(|| "many".into())).unwrap_err();
         assert!(err.0.contains("DREAMOS_AGENTS"), "{}", err.0);
     }
 

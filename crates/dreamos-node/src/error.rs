@@ -39,8 +39,12 @@ impl ApiError {
 /// The status each code always answers with.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::BadRequest | ErrorCode::MalformedJson | ErrorCode::UnknownKind => StatusCode::BAD_REQUEST,
-        ErrorCode::DependencyNotFound | ErrorCode::InvalidPayload => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::BadRequest | ErrorCode::MalformedJson | ErrorCode::UnknownKind => {
+            StatusCode::BAD_REQUEST
+        }
+        ErrorCode::DependencyNotFound | ErrorCode::InvalidPayload => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -62,7 +66,8 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        let body = json!({ "code": self.code.as_str(), "message": message, "details": self.details });
+        let body =
+            json!({ "code": self.code.as_str(), "message": message, "details": self.details });
         (status, Json(body)).into_response()
     }
 }
@@ -85,7 +90,8 @@ impl From<QueueError> for ApiError {
             QueueError::Store(s) => s.into(),
             other => {
                 let details = match &other {
-                    QueueError::InvalidPayload { index, .. } | QueueError::PayloadTooLarge { index, .. } => {
+                    QueueError::InvalidPayload { index, .. }
+                    | QueueError::PayloadTooLarge { index, .. } => {
                         json!({ "index": index })
                     }
                     _ => Value::Null,

@@ -40,22 +40,43 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
     if !config.exec_allow.iter().any(|allowed| allowed == &payload.program) {
         return fail(
             "program_not_allowed",
-            format!("`{}` is not in exec_allow ({})", payload.program, config.exec_allow.join(", ")),
+            format!(
+                "`{}` is not in exec_allow ({})",
+                payload.program,
+                config.exec_allow.join(", ")
+            ),
             false,
         );
     }
     if let Some(key) = payload.env.keys().find(|k| !config.exec_env_allow.contains(k)) {
-        return fail("env_not_allowed", format!("environment variable `{key}` is not in exec_env_allow"), false);
+        return fail(
+            "env_not_allowed",
+            format!("environment variable `{key}` is not in exec_env_allow"),
+            false,
+        );
     }
-    let timeout_ms = [Some(config.exec_timeout_ms), payload.timeout_ms, task.timeout_ms.map(|t| t.max(1) as u64)]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(config.exec_timeout_ms);
-    let cap = payload.max_output_bytes.unwrap_or(config.exec_max_output_bytes).min(config.exec_max_output_bytes);
+    let timeout_ms = [
+        Some(config.exec_timeout_ms),
+        payload.timeout_ms,
+        task.timeout_ms.map(|t| t.max(1) as u64),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(config.exec_timeout_ms);
+    let cap = payload
+        .max_output_bytes
+        .unwrap_or(config.exec_max_output_bytes)
+        .min(config.exec_max_output_bytes);
 
     let mut command = Command::new(&payload.program);
-    command.args(&payload.args).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    command
+        .args(&payload.args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     for key in &config.exec_env_allow {
         if let Ok(value) = std::env::var(key) {
             command.env(key, value);
@@ -67,13 +88,27 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
     }
     let mut child = match command.spawn() {
         Ok(c) => c,
-        Err(e) => return fail("spawn_failed", format!("cannot start `{}`: {e}", payload.program), false),
+        Err(e) => {
+            return fail("spawn_failed", format!("cannot start `{}`: {e}", payload.program), false);
+        }
     };
     let total = Arc::new(AtomicUsize::new(0));
     let over = Arc::new(AtomicBool::new(false));
     let over_cap = Arc::new(Notify::new());
-    let stdout = tokio::spawn(read_capped(child.stdout.take(), total.clone(), cap, over.clone(), over_cap.clone()));
-    let stderr = tokio::spawn(read_capped(child.stderr.take(), total.clone(), cap, over.clone(), over_cap.clone()));
+    let stdout = tokio::spawn(read_capped(
+        child.stdout.take(),
+        total.clone(),
+        cap,
+        over.clone(),
+        over_cap.clone(),
+    ));
+    let stderr = tokio::spawn(read_capped(
+        child.stderr.take(),
+        total.clone(),
+        cap,
+        over.clone(),
+        over_cap.clone(),
+    ));
 
     let ended = tokio::select! {
         status = child.wait() => Ok(status),
@@ -105,8 +140,19 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
     if status.success() {
         Outcome::Succeeded { result }
     } else {
-        let tail: String = String::from_utf8_lossy(&err).chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
-        fail("exit_status", format!("`{}` exited with {status}: {}", payload.program, tail.trim()), true)
+        let tail: String = String::from_utf8_lossy(&err)
+            .chars()
+            .rev()
+            .take(500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        fail(
+            "exit_status",
+            format!("`{}` exited with {status}: {}", payload.program, tail.trim()),
+            true,
+        )
     }
 }
 

@@ -46,15 +46,22 @@ impl Node {
         };
         let store = dreamos_store::open(&config.store, store_config, Arc::new(SystemClock))
             .await
-            .with_context(|| format!("cannot open the store {}", crate::config::redact_url(&config.store)))?;
+            .with_context(|| {
+            format!("cannot open the store {}", crate::config::redact_url(&config.store))
+        })?;
 
         // The previous run of this node may have died holding tasks: they go back through the
         // retry policy now rather than when their leases lapse.
-        let recovered = store.fail_holders(&local_prefix(&node_id), error_class::AGENT_LOST).await?;
+        let recovered =
+            store.fail_holders(&local_prefix(&node_id), error_class::AGENT_LOST).await?;
         if !recovered.is_empty() {
-            tracing::warn!(count = recovered.len(), "retrying tasks held by this node's previous run");
+            tracing::warn!(
+                count = recovered.len(),
+                "retrying tasks held by this node's previous run"
+            );
         }
-        let (admin_token_path, admin_token_created) = ensure_admin_token(&config.data_dir, &store).await?;
+        let (admin_token_path, admin_token_created) =
+            ensure_admin_token(&config.data_dir, &store).await?;
 
         let queue_config = QueueConfig {
             max_payload_bytes: config.max_payload_bytes,
@@ -131,7 +138,9 @@ impl Node {
 }
 
 /// Awaits all handles (a tiny join_all, to avoid a dependency for one call).
-fn futures_join(handles: Vec<JoinHandle<()>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+fn futures_join(
+    handles: Vec<JoinHandle<()>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(async move {
         for h in handles {
             let _ = h.await;

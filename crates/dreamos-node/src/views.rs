@@ -88,7 +88,13 @@ pub struct EventView {
 
 impl From<TaskEvent> for EventView {
     fn from(e: TaskEvent) -> Self {
-        Self { at: time(e.at_ms), event: e.kind.as_str(), attempt: e.attempt, actor: e.actor, detail: e.detail }
+        Self {
+            at: time(e.at_ms),
+            event: e.kind.as_str(),
+            attempt: e.attempt,
+            actor: e.actor,
+            detail: e.detail,
+        }
     }
 }
 

@@ -1,0 +1,262 @@
+//! The API in-process: authentication, roles, and a clear error for every kind of bad input
+//! with nothing half-stored.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use dreamos_core::SystemClock;
+use dreamos_node::api::{AppState, router};
+use dreamos_node::auth::{self, Role};
+use dreamos_node::metrics::Metrics;
+use dreamos_queue::{KindRegistry, Queue, QueueConfig};
+use dreamos_store::{StoreConfig, TaskFilter};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    queue: Queue,
+    tokens: Vec<(Role, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("api.db").display());
+        let store =
+            dreamos_store::open(&url, StoreConfig::default(), Arc::new(SystemClock)).await.unwrap();
+        let queue = Queue::new(
+            store.clone(),
+            KindRegistry::builtin(),
+            QueueConfig { max_payload_bytes: 4_096, ..QueueConfig::default() },
+        );
+        let mut tokens = Vec::new();
+        for role in [Role::Admin, Role::Operator, Role::Viewer, Role::Agent] {
+            let issued = auth::issue(role, role.as_str(), 0, None);
+            store.create_token(issued.record).await.unwrap();
+            tokens.push((role, issued.token));
+        }
+        let state = AppState {
+            queue: queue.clone(),
+            metrics: Arc::new(Metrics::default()),
+            config: Arc::new(crate::config(dir.path(), 0)),
+            node_id: "test".into(),
+            started: Instant::now(),
+        };
+        Self { router: router(state), queue, tokens, _dir: dir }
+    }
+
+    fn token(&self, role: Role) -> &str {
+        &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    async fn stored(&self) -> usize {
+        self.queue
+            .store()
+            .list(&TaskFilter { limit: 1_000, ..Default::default() })
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_stable_code_and_store_nothing() {
+    let api = Api::new().await;
+    let admin = Some(api.token(Role::Admin));
+    let big = json!({ "kind": "noop", "payload": { "x": "y".repeat(5_000) } }).to_string();
+    /// method, path, token, body, expected status, expected code
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("POST", "/api/v1/tasks", admin, Some("{not json"), 400, "malformed_json"),
+        ("POST", "/api/v1/tasks", admin, Some(r#"{"kind":"nope"}"#), 400, "unknown_kind"),
+        (
+            "POST",
+            "/api/v1/tasks",
+            admin,
+            Some(r#"{"kind":"exec","payload":{"program":1}}"#),
+            422,
+            "invalid_payload",
+        ),
+        ("POST", "/api/v1/tasks", admin, Some(&big), 413, "payload_too_large"),
+        (
+            "POST",
+            "/api/v1/tasks",
+            admin,
+            Some(r#"{"kind":"noop","colour":"red"}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            admin,
+            Some(r#"{"kind":"noop","priority":"urgent"}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            admin,
+            Some(r#"{"kind":"noop","depends_on":[999]}"#),
+            422,
+            "dependency_not_found",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/batch",
+            admin,
+            Some(r#"{"tasks":[{"kind":"noop"},{"kind":"nope"}]}"#),
+            400,
+            "unknown_kind",
+        ),
+        ("GET", "/api/v1/tasks/12345", admin, None, 404, "not_found"),
+        ("GET", "/api/v1/tasks/abc", admin, None, 400, "bad_request"),
+        ("POST", "/api/v1/tasks/777/cancel", admin, None, 404, "not_found"),
+        ("GET", "/api/v1/tasks?state=sleeping", admin, None, 400, "bad_request"),
+        ("GET", "/api/v1/tasks?limit=0", admin, None, 400, "bad_request"),
+        ("GET", "/api/v1/nothing-here", admin, None, 404, "not_found"),
+        ("GET", "/api/v1/tasks", None, None, 401, "unauthorized"),
+        ("GET", "/api/v1/tasks", Some("dros_abc_def"), None, 401, "unauthorized"),
+        ("GET", "/api/v1/tasks", Some("garbage"), None, 401, "unauthorized"),
+        ("GET", "/metrics", None, None, 401, "unauthorized"),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let (got_status, got) = api.send(method, path, token, body).await;
+        assert_eq!(
+            (got_status.as_u16(), got["code"].as_str().unwrap_or("?")),
+            (status, code),
+            "{method} {path} {body:?}: {got}"
+        );
+        assert!(got["message"].as_str().is_some_and(|m| !m.is_empty()), "{got}");
+    }
+    // A wrong secret for a real token id is refused like any other bad token.
+    let real = api.token(Role::Admin);
+    let forged = format!("{}{}", &real[..real.len() - 4], "0000");
+    assert_eq!(
+        api.send("GET", "/api/v1/tasks", Some(&forged), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Without a JSON content type.
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/tasks")
+        .header(header::AUTHORIZATION, format!("Bearer {real}"))
+        .body(Body::from(r#"{"kind":"noop"}"#))
+        .unwrap();
+    assert_eq!(
+        api.router.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(api.stored().await, 0, "a refused request stored something");
+}
+
+#[tokio::test]
+async fn roles_decide_who_may_do_what() {
+    let api = Api::new().await;
+    let noop = Some(r#"{"kind":"noop"}"#);
+    let exec = Some(r#"{"kind":"exec","payload":{"program":"true"}}"#);
+    for (role, path, body, want) in [
+        (Role::Viewer, "/api/v1/tasks", noop, 403),
+        (Role::Agent, "/api/v1/tasks", noop, 403),
+        (Role::Operator, "/api/v1/tasks", noop, 201),
+        (Role::Operator, "/api/v1/tasks", exec, 403),
+        (Role::Admin, "/api/v1/tasks", exec, 201),
+    ] {
+        let (status, body) = api.send("POST", path, Some(api.token(role)), body).await;
+        assert_eq!(status.as_u16(), want, "{role} POST {path}: {body}");
+    }
+    let (status, _) = api.send("GET", "/api/v1/tasks", Some(api.token(Role::Viewer)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        api.send("POST", "/api/v1/tasks/1/cancel", Some(api.token(Role::Viewer)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.send("GET", "/api/v1/tasks", Some(api.token(Role::Agent)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn submit_show_cancel_retry_and_idempotency_over_http() {
+    let api = Api::new().await;
+    let op = Some(api.token(Role::Operator));
+    let (status, created) = api
+        .send(
+            "POST",
+            "/api/v1/tasks",
+            op,
+            Some(r#"{"kind":"noop","priority":"high","idempotency_key":"k1"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["task"]["id"].as_i64().unwrap();
+    assert_eq!(created["task"]["priority"], "high");
+    let (status, again) = api
+        .send("POST", "/api/v1/tasks", op, Some(r#"{"kind":"noop","idempotency_key":"k1"}"#))
+        .await;
+    assert_eq!(
+        (status, again["created"].as_bool(), again["task"]["id"].as_i64()),
+        (StatusCode::OK, Some(false), Some(id))
+    );
+
+    let (_, cancelled) = api.send("POST", &format!("/api/v1/tasks/{id}/cancel"), op, None).await;
+    assert_eq!(cancelled["state"], "cancelled");
+    let (status, again) = api.send("POST", &format!("/api/v1/tasks/{id}/cancel"), op, None).await;
+    assert_eq!((status.as_u16(), again["code"].as_str()), (409, Some("invalid_transition")));
+    let (_, retried) = api.send("POST", &format!("/api/v1/tasks/{id}/retry"), op, None).await;
+    assert_eq!(retried["state"], "queued");
+    let (_, shown) = api.send("GET", &format!("/api/v1/tasks/{id}"), op, None).await;
+    let events: Vec<&str> =
+        shown["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, vec!["submitted", "cancelled", "retried"]);
+
+    let (status, batch) = api
+        .send(
+            "POST",
+            "/api/v1/tasks/batch",
+            op,
+            Some(r#"{"tasks":[{"kind":"noop"},{"kind":"noop","priority":"low"}]}"#),
+        )
+        .await;
+    assert_eq!((status, batch["tasks"].as_array().map(Vec::len)), (StatusCode::CREATED, Some(2)));
+    let (_, listed) = api.send("GET", "/api/v1/tasks?state=queued&limit=2", op, None).await;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 2);
+    assert!(listed["next_before"].is_i64(), "a full page has a cursor: {listed}");
+
+    let (status, metrics) = api.send("GET", "/metrics", op, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("dreamos_tasks{state=\"queued\",priority=\"low\"} 1"), "{text}");
+    assert!(text.contains("dreamos_dispatch_latency_seconds_bucket"), "{text}");
+    let (status, health) = api.send("GET", "/healthz", None, None).await;
+    assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));
+}

@@ -1,0 +1,147 @@
+//! A real node: local agents run tasks, enforce exec limits, and stop without losing work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dreamos_core::{NewTask, RetryPolicy, SystemClock, TaskId, TaskState};
+use dreamos_node::Node;
+use dreamos_store::{Store, StoreConfig};
+use serde_json::json;
+
+use crate::{config, eventually};
+
+async fn reopen(dir: &std::path::Path) -> Arc<dyn Store> {
+    let url = format!("sqlite://{}", dir.join("dreamos.db").display());
+    dreamos_store::open(&url, StoreConfig::default(), Arc::new(SystemClock)).await.unwrap()
+}
+
+async fn state_is(store: &Arc<dyn Store>, id: TaskId, want: TaskState) -> bool {
+    store.get(id).await.unwrap().is_some_and(|t| t.state == want)
+}
+
+fn once(task: NewTask) -> NewTask {
+    NewTask { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_lets_running_work_finish_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path(), 1)).await.unwrap();
+    let store = node.store.clone();
+    let id =
+        store.submit(vec![NewTask::new("noop", json!({ "sleep_ms": 300 }))]).await.unwrap()[0].id;
+    let queued = store.submit(vec![NewTask::new("noop", json!({}))]).await.unwrap()[0].id;
+    assert!(eventually(Duration::from_secs(10), || state_is(&store, id, TaskState::Running)).await);
+    node.shutdown().await.unwrap();
+    let store = reopen(dir.path()).await;
+    assert_eq!(store.get(id).await.unwrap().unwrap().state, TaskState::Succeeded);
+    // The node stopped claiming: the other task may have been taken before the stop, but it
+    // is never left running.
+    assert_ne!(store.get(queued).await.unwrap().unwrap().state, TaskState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_still_running_after_the_grace_period_is_released_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1);
+    cfg.grace_ms = 100;
+    let node = Node::start(cfg).await.unwrap();
+    let store = node.store.clone();
+    let id =
+        store.submit(vec![NewTask::new("noop", json!({ "sleep_ms": 600_000 }))]).await.unwrap()[0]
+            .id;
+    assert!(eventually(Duration::from_secs(10), || state_is(&store, id, TaskState::Running)).await);
+    node.shutdown().await.unwrap();
+    let store = reopen(dir.path()).await;
+    let task = store.get(id).await.unwrap().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Queued, 0));
+    assert_eq!(
+        store.events(id).await.unwrap().last().unwrap().kind,
+        dreamos_core::EventKind::Released
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_programs_within_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 2);
+    cfg.exec_max_output_bytes = 1_000;
+    cfg.exec_allow = vec!["echo".into(), "sleep".into(), "printf".into(), "false".into()];
+    let node = Node::start(cfg).await.unwrap();
+    let store = node.store.clone();
+    let submit = |payload: serde_json::Value| {
+        let store = store.clone();
+        async move { store.submit(vec![once(NewTask::new("exec", payload))]).await.unwrap()[0].id }
+    };
+    let ok = submit(json!({ "program": "echo", "args": ["hi", "there"] })).await;
+    let slow = submit(json!({ "program": "sleep", "args": ["30"], "timeout_ms": 200 })).await;
+    let chatty = submit(json!({ "program": "printf", "args": ["%05000d", "0"] })).await;
+    let failing = submit(json!({ "program": "false" })).await;
+    let refused = submit(json!({ "program": "rm", "args": ["-rf", "/tmp/nothing"] })).await;
+    let bad_env = submit(json!({ "program": "echo", "env": { "LD_PRELOAD": "x" } })).await;
+    let all = [ok, slow, chatty, failing, refused, bad_env];
+    let finished = eventually(Duration::from_secs(30), || {
+        let store = store.clone();
+        async move {
+            for id in all {
+                if !store.get(id).await.unwrap().unwrap().state.is_terminal() {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(finished, "exec tasks did not finish");
+    let t = store.get(ok).await.unwrap().unwrap();
+    assert_eq!(t.result.unwrap()["stdout"], "hi there\n");
+    for (id, class) in [
+        (slow, "timeout"),
+        (chatty, "output_limit"),
+        (failing, "exit_status"),
+        (refused, "program_not_allowed"),
+        (bad_env, "env_not_allowed"),
+    ] {
+        let t = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (t.state, t.error.unwrap().class.as_str()),
+            (TaskState::Failed, class),
+            "task {id}"
+        );
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_is_cancelled_through_its_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1);
+    cfg.lease_ms = 300; // heartbeats every 100 ms
+    let node = Node::start(cfg).await.unwrap();
+    let store = node.store.clone();
+    let id =
+        store.submit(vec![NewTask::new("noop", json!({ "sleep_ms": 600_000 }))]).await.unwrap()[0]
+            .id;
+    assert!(eventually(Duration::from_secs(10), || state_is(&store, id, TaskState::Running)).await);
+    store.cancel(id, "test").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || state_is(&store, id, TaskState::Cancelled)).await
+    );
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_is_created_once_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path(), 0)).await.unwrap();
+    assert!(node.admin_token_created);
+    let path = node.admin_token_path.clone();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&path).unwrap();
+    node.shutdown().await.unwrap();
+    let node = Node::start(config(dir.path(), 0)).await.unwrap();
+    assert!(!node.admin_token_created);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
+    node.shutdown().await.unwrap();
+}

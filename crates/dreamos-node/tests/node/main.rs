@@ -1,0 +1,34 @@
+//! The node's behaviour through its HTTP API and its lifecycle.
+
+mod api;
+mod lifecycle;
+
+use std::path::Path;
+use std::time::Duration;
+
+use dreamos_node::{Config, Overrides};
+
+/// A configuration for a node in `dir` on a free loopback port.
+pub fn config(dir: &Path, agents: usize) -> Config {
+    let overrides =
+        Overrides { listen: Some("127.0.0.1:0".into()), agents: Some(agents), store: None };
+    Config::load(dir, None, overrides).unwrap()
+}
+
+/// Polls `check` until it holds or `limit` passes (a condition with a deadline, not a sleep).
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
