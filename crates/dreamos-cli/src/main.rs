@@ -191,7 +191,7 @@ async fn up(cli: &Cli, args: &UpArgs) -> Result<i32> {
     }
     println!("try: dreamos --data-dir {} task submit noop --wait", cli.data_dir.display());
     wait_for_signal().await;
-    eprintln!("stopping (running tasks get the grace period; signal again is not needed)");
+    eprintln!("stopping: no new claims; running tasks get the grace period to finish");
     node.shutdown().await?;
     Ok(0)
 }
