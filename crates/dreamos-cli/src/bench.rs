@@ -66,7 +66,10 @@ impl Row {
 
 async fn queue(args: &QueueBench) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("dreamos bench queue: {cores} cores, {} workers, batch {}, noop tasks, full lifecycle (submit -> claim -> complete)", args.workers, args.batch);
+    println!(
+        "dreamos bench queue: {cores} cores, {} workers, batch {}, noop tasks, full lifecycle (submit -> claim -> complete)",
+        args.workers, args.batch
+    );
     let mut rows = Vec::new();
     let mut latencies = Vec::new();
 
@@ -93,7 +96,10 @@ async fn queue(args: &QueueBench) -> Result<()> {
                 rows.push(lifecycle("dreamos postgres", &queue, args.pg_tasks, true, args).await?);
                 queue.store().close().await;
                 let queue = open_queue(&args.pg, Some(format!("{schema}_l"))).await?;
-                latencies.push(("dreamos postgres", dispatch_latency(&queue, args.samples.min(500)).await?));
+                latencies.push((
+                    "dreamos postgres",
+                    dispatch_latency(&queue, args.samples.min(500)).await?,
+                ));
                 queue.store().close().await;
                 for batched in [false, true] {
                     rows.push(naive_pg(&args.pg, args.pg_tasks, batched, args).await?);
@@ -118,12 +124,23 @@ async fn queue(args: &QueueBench) -> Result<()> {
     println!();
     println!("{:<22} {:<10} {:>8} {:>9} {:>11}", "system", "mode", "tasks", "seconds", "tasks/s");
     for r in &rows {
-        println!("{:<22} {:<10} {:>8} {:>9.2} {:>11.0}", r.system, r.mode, r.tasks, r.seconds, r.rate());
+        println!(
+            "{:<22} {:<10} {:>8} {:>9.2} {:>11.0}",
+            r.system,
+            r.mode,
+            r.tasks,
+            r.seconds,
+            r.rate()
+        );
     }
     println!();
-    let find = |system: &str, mode: &str| rows.iter().find(|r| r.system == system && r.mode == mode).map(Row::rate);
+    let find = |system: &str, mode: &str| {
+        rows.iter().find(|r| r.system == system && r.mode == mode).map(Row::rate)
+    };
     for mode in ["unbatched", "batched"] {
-        for (ours, reference) in [("dreamos sqlite", "redis LPUSH+BRPOP"), ("dreamos postgres", "naive pg SKIP LOCKED")] {
+        for (ours, reference) in
+            [("dreamos sqlite", "redis LPUSH+BRPOP"), ("dreamos postgres", "naive pg SKIP LOCKED")]
+        {
             if let (Some(a), Some(b)) = (find(ours, mode), find(reference, mode)) {
                 println!("ratio {mode:<9} {ours} / {reference}: {:.2}x", a / b);
             }
@@ -150,12 +167,23 @@ async fn open_queue(url: &str, schema: Option<String>) -> Result<Queue> {
 }
 
 fn claim_request(worker: usize, max: usize) -> ClaimRequest {
-    ClaimRequest { holder: format!("bench-{worker}"), capabilities: vec!["noop".into()], max, lease_ms: 60_000 }
+    ClaimRequest {
+        holder: format!("bench-{worker}"),
+        capabilities: vec!["noop".into()],
+        max,
+        lease_ms: 60_000,
+    }
 }
 
 /// `workers` producers submit `tasks` noop tasks while `workers` consumers claim and complete
 /// them; the time runs until the last one is complete.
-async fn lifecycle(system: &str, queue: &Queue, tasks: usize, batched: bool, args: &QueueBench) -> Result<Row> {
+async fn lifecycle(
+    system: &str,
+    queue: &Queue,
+    tasks: usize,
+    batched: bool,
+    args: &QueueBench,
+) -> Result<Row> {
     let per_call = if batched { args.batch } else { 1 };
     let workers = args.workers.max(1);
     let completed = Arc::new(AtomicUsize::new(0));
@@ -180,7 +208,8 @@ async fn lifecycle(system: &str, queue: &Queue, tasks: usize, batched: bool, arg
         let (queue, completed) = (queue.clone(), completed.clone());
         handles.push(tokio::spawn(async move {
             while completed.load(Ordering::SeqCst) < tasks {
-                let claimed = queue.claim(claim_request(worker, per_call), Duration::from_millis(50)).await?;
+                let claimed =
+                    queue.claim(claim_request(worker, per_call), Duration::from_millis(50)).await?;
                 if claimed.is_empty() {
                     continue;
                 }
@@ -204,7 +233,12 @@ async fn lifecycle(system: &str, queue: &Queue, tasks: usize, batched: bool, arg
     for h in handles {
         h.await??;
     }
-    let row = Row { system: system.into(), mode: if batched { "batched" } else { "unbatched" }, tasks, seconds: started.elapsed().as_secs_f64() };
+    let row = Row {
+        system: system.into(),
+        mode: if batched { "batched" } else { "unbatched" },
+        tasks,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     println!("  {:<20} {:<9} {:>9.0} tasks/s", row.system, row.mode, row.rate());
     Ok(row)
 }
@@ -226,7 +260,17 @@ async fn dispatch_latency(queue: &Queue, samples: usize) -> Result<Vec<Duration>
                 tx.send(Instant::now()).await?;
                 let t = &claimed[0];
                 let fence = t.lease.as_ref().map_or(0, |l| l.fence);
-                queue.store().complete("bench", vec![Completion { task_id: t.id, fence, outcome: Outcome::Succeeded { result: json!({}) } }]).await?;
+                queue
+                    .store()
+                    .complete(
+                        "bench",
+                        vec![Completion {
+                            task_id: t.id,
+                            fence,
+                            outcome: Outcome::Succeeded { result: json!({}) },
+                        }],
+                    )
+                    .await?;
             }
             Ok::<_, anyhow::Error>(())
         })
@@ -254,7 +298,10 @@ async fn naive_pg(url: &str, tasks: usize, batched: bool, args: &QueueBench) -> 
         "CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued')"
     )))
     .await?;
-    pool.execute(sqlx::AssertSqlSafe(format!("CREATE INDEX ON {table} (id) WHERE state = 'queued'"))).await?;
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE INDEX ON {table} (id) WHERE state = 'queued'"
+    )))
+    .await?;
     let per_call = if batched { args.batch } else { 1 };
     let workers = args.workers.max(1);
     let submitted = Arc::new(AtomicUsize::new(0));
@@ -280,10 +327,14 @@ async fn naive_pg(url: &str, tasks: usize, batched: bool, args: &QueueBench) -> 
         }));
     }
     for _ in 0..workers {
-        let (pool, completed, claim, done) = (pool.clone(), completed.clone(), claim.clone(), done.clone());
+        let (pool, completed, claim, done) =
+            (pool.clone(), completed.clone(), claim.clone(), done.clone());
         handles.push(tokio::spawn(async move {
             while completed.load(Ordering::SeqCst) < tasks {
-                let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(claim.clone())).bind(per_call as i64).fetch_all(&pool).await?;
+                let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(claim.clone()))
+                    .bind(per_call as i64)
+                    .fetch_all(&pool)
+                    .await?;
                 if ids.is_empty() {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
@@ -299,7 +350,12 @@ async fn naive_pg(url: &str, tasks: usize, batched: bool, args: &QueueBench) -> 
     }
     let seconds = started.elapsed().as_secs_f64();
     pool.execute(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"))).await?;
-    let row = Row { system: "naive pg SKIP LOCKED".into(), mode: if batched { "batched" } else { "unbatched" }, tasks, seconds };
+    let row = Row {
+        system: "naive pg SKIP LOCKED".into(),
+        mode: if batched { "batched" } else { "unbatched" },
+        tasks,
+        seconds,
+    };
     println!("  {:<20} {:<9} {:>9.0} tasks/s", row.system, row.mode, row.rate());
     Ok(row)
 }
@@ -343,7 +399,8 @@ async fn redis_queue(url: &str, tasks: usize, batched: bool, args: &QueueBench) 
             let mut conn = client.get_multiplexed_async_connection().await?;
             while completed.load(Ordering::SeqCst) < tasks {
                 let got = if batched {
-                    let items: Option<Vec<String>> = redis::cmd("RPOP").arg(&key).arg(per_call).query_async(&mut conn).await?;
+                    let items: Option<Vec<String>> =
+                        redis::cmd("RPOP").arg(&key).arg(per_call).query_async(&mut conn).await?;
                     match items {
                         Some(items) => items.len(),
                         None => {
@@ -352,7 +409,8 @@ async fn redis_queue(url: &str, tasks: usize, batched: bool, args: &QueueBench) 
                         }
                     }
                 } else {
-                    let item: Option<(String, String)> = redis::cmd("BRPOP").arg(&key).arg(0.05).query_async(&mut conn).await?;
+                    let item: Option<(String, String)> =
+                        redis::cmd("BRPOP").arg(&key).arg(0.05).query_async(&mut conn).await?;
                     usize::from(item.is_some())
                 };
                 completed.fetch_add(got, Ordering::SeqCst);
@@ -363,7 +421,12 @@ async fn redis_queue(url: &str, tasks: usize, batched: bool, args: &QueueBench) 
     for h in handles {
         h.await??;
     }
-    let row = Row { system: "redis LPUSH+BRPOP".into(), mode: if batched { "batched" } else { "unbatched" }, tasks, seconds: started.elapsed().as_secs_f64() };
+    let row = Row {
+        system: "redis LPUSH+BRPOP".into(),
+        mode: if batched { "batched" } else { "unbatched" },
+        tasks,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
     println!("  {:<20} {:<9} {:>9.0} tasks/s", row.system, row.mode, row.rate());
     Ok(row)
@@ -373,7 +436,11 @@ async fn drop_schemas(url: &str, prefix: &str) {
     use sqlx::Executor;
     if let Ok(pool) = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await {
         for suffix in ["u", "b", "l"] {
-            let _ = pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {prefix}_{suffix} CASCADE"))).await;
+            let _ = pool
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {prefix}_{suffix} CASCADE"
+                )))
+                .await;
         }
         pool.close().await;
     }

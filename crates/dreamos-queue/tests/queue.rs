@@ -85,3 +85,64 @@ async fn waiting_for_a_task_returns_when_it_finishes() {
         .unwrap();
     assert_eq!((done.state, done.result), (TaskState::Succeeded, Some(json!(7))));
 }
+
+/// Two nodes on one PostgreSQL database: a claimer waiting on one is woken by a submission on
+/// the other through LISTEN/NOTIFY (the fallback poll is set far beyond the test's patience).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notify_wakes_a_claimer_on_another_node() {
+    let url = std::env::var("DREAMOS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("q_notify_{}", std::process::id());
+    let open = |schema: String| {
+        let url = url.clone();
+        async move {
+            let config = StoreConfig { pg_schema: Some(schema), ..StoreConfig::default() };
+            dreamos_store::open(&url, config, Arc::new(SystemClock)).await
+        }
+    };
+    let first = match open(schema.clone()).await {
+        Ok(s) => s,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: PostgreSQL unreachable at {url} ({e})");
+            return;
+        }
+    };
+    let second = open(schema).await.unwrap();
+    let patient =
+        QueueConfig { poll_fallback: Duration::from_secs(3_600), ..QueueConfig::default() };
+    let node_a = Queue::new(first, KindRegistry::builtin(), patient.clone());
+    let node_b = Queue::new(second, KindRegistry::builtin(), patient);
+    let claimer = {
+        let node_b = node_b.clone();
+        tokio::spawn(
+            async move { node_b.claim(claim(1), Duration::from_secs(3_600)).await.unwrap() },
+        )
+    };
+    // Submit repeatedly until the claimer holds a task: a submission that lands before the
+    // claimer's LISTEN is in place is simply found by its first claim.
+    let woke = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            node_a.submit("t", vec![SubmitRequest::new("noop", json!({}))]).await.unwrap();
+            if claimer.is_finished() {
+                return claimer.await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the claimer on the other node was never woken");
+    assert_eq!(woke.len(), 1);
+    node_a.store().close().await;
+    node_b.store().close().await;
+    use sqlx::Executor;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS q_notify_{} CASCADE",
+        std::process::id()
+    )))
+    .await
+    .unwrap();
+}

@@ -17,6 +17,25 @@ pub struct Harness {
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
     _dir: Option<tempfile::TempDir>,
+    pg_schema: Option<String>,
+}
+
+impl Harness {
+    /// Closes the store and drops a PostgreSQL test schema, so runs leave nothing behind.
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some(schema) = self.pg_schema {
+            use sqlx::Executor;
+            if let Ok(pool) =
+                sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg_url()).await
+            {
+                let _ = pool
+                    .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                    .await;
+                pool.close().await;
+            }
+        }
+    }
 }
 
 pub fn config() -> StoreConfig {
@@ -28,7 +47,7 @@ pub async fn sqlite() -> Harness {
     let clock = ManualClock::new(START_MS);
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     let store = open(&url, config(), Arc::new(clock.clone())).await.unwrap();
-    Harness { store, clock, _dir: Some(dir) }
+    Harness { store, clock, _dir: Some(dir), pg_schema: None }
 }
 
 pub fn pg_url() -> String {
@@ -46,9 +65,9 @@ pub async fn postgres() -> Option<Harness> {
         SCHEMA_SEQ.fetch_add(1, Ordering::SeqCst),
         START_MS % 1000
     );
-    let config = StoreConfig { pg_schema: Some(schema), max_connections: 8, ..config() };
+    let config = StoreConfig { pg_schema: Some(schema.clone()), max_connections: 8, ..config() };
     match open(&pg_url(), config, Arc::new(clock.clone())).await {
-        Ok(store) => Some(Harness { store, clock, _dir: None }),
+        Ok(store) => Some(Harness { store, clock, _dir: None, pg_schema: Some(schema) }),
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL is required in CI but unreachable at {}: {e}", pg_url());
@@ -69,14 +88,14 @@ macro_rules! both_backends {
                 async fn sqlite() {
                     let h = $crate::common::sqlite().await;
                     super::$name(&h).await;
-                    h.store.close().await;
+                    h.finish().await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     if let Some(h) = $crate::common::postgres().await {
                         super::$name(&h).await;
-                        h.store.close().await;
+                        h.finish().await;
                     }
                 }
             }

@@ -238,7 +238,7 @@ proptest! {
         runtime().block_on(async {
             let h = common::sqlite().await;
             let result = run(&h, ops).await;
-            h.store.close().await;
+            h.finish().await;
             result
         })?;
     }
@@ -252,7 +252,7 @@ proptest! {
         runtime().block_on(async {
             let Some(h) = common::postgres().await else { return Ok(()) };
             let result = run(&h, ops).await;
-            h.store.close().await;
+            h.finish().await;
             result
         })?;
     }
