@@ -67,6 +67,15 @@ impl Dialect {
         }
     }
 
+    /// The table a claim scans. SQLite's planner, without statistics, would walk the state
+    /// index and sort; the partial queue index gives the order directly.
+    pub(crate) fn claim_source(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "tasks INDEXED BY tasks_ready",
+            Dialect::Postgres => "tasks",
+        }
+    }
+
     /// Row locking for claims: concurrent claimers skip each other's rows instead of waiting.
     pub(crate) fn skip_locked(self) -> &'static str {
         match self {

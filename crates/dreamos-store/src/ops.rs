@@ -11,7 +11,7 @@ use dreamos_core::{
     TaskState, TaskSummary, error_class,
 };
 
-use crate::conn::{Conn, RowLike, args, dynamic, fixed, placeholders};
+use crate::conn::{Conn, RowLike, args, dynamic, fixed};
 use crate::types::{ApiToken, ClaimRequest, Heartbeat, HeartbeatAnswer};
 use crate::{Result, StoreError};
 
@@ -58,7 +58,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn sort_key(&self, available_at: i64, priority: Priority) -> i64 {
+    pub(crate) fn sort_key(&self, available_at: i64, priority: Priority) -> i64 {
         available_at - priority.rank() * self.aging_ms
     }
 }
@@ -75,13 +75,15 @@ const ALL_COLS: &str = "id, kind, payload, priority, state, capabilities, attemp
     updated_at, finished_at";
 
 /// The columns deciding how an attempt ends.
-const ATTEMPT_COLS: &str = "id, state, fence, attempts, max_attempts, backoff_base_ms, \
+pub(crate) const ATTEMPT_COLS: &str = "id, state, fence, attempts, max_attempts, backoff_base_ms, \
     backoff_max_ms, priority, cancel_requested, lease_holder";
 
 pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> Result<Response> {
     Ok(match request {
         Request::Submit(tasks) => Response::Submitted(submit(c, ctx, tasks).await?),
-        Request::Claim(claim_request) => Response::Claimed(claim(c, ctx, claim_request).await?),
+        Request::Claim(claim_request) => {
+            Response::Claimed(crate::batch::claim_many(c, ctx, &[claim_request]).await?.remove(0))
+        }
         Request::Heartbeat(beats) => {
             let mut answers = Vec::with_capacity(beats.len());
             for beat in beats {
@@ -94,14 +96,9 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
             Response::Heartbeats(answers)
         }
         Request::Complete { actor, reports } => {
-            let mut results = Vec::with_capacity(reports.len());
-            for report in reports {
-                results.push(complete(c, ctx, actor, report).await);
-            }
-            if let Some(pos) = results.iter().position(|r| matches!(r, Err(e) if !e.is_logical())) {
-                return Err(results.swap_remove(pos).unwrap_err());
-            }
-            Response::Completed(results)
+            let reports: Vec<(&str, &Completion)> =
+                reports.iter().map(|r| (actor.as_str(), r)).collect();
+            Response::Completed(crate::batch::complete_many(c, ctx, &reports).await?)
         }
         Request::Cancel { id, actor } => Response::State(cancel(c, ctx, *id, actor).await?),
         Request::Retry { id, actor } => Response::State(retry(c, ctx, *id, actor).await?),
@@ -144,7 +141,7 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
     })
 }
 
-async fn event<C: Conn>(
+pub(crate) async fn event<C: Conn>(
     c: &mut C,
     ctx: &Ctx,
     task: i64,
@@ -164,12 +161,12 @@ async fn event<C: Conn>(
     Ok(())
 }
 
-fn to_json(v: &impl serde::Serialize) -> String {
+pub(crate) fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 /// The state of a task, live or archived.
-async fn state_of<C: Conn>(c: &mut C, id: i64) -> Result<Option<TaskState>> {
+pub(crate) async fn state_of<C: Conn>(c: &mut C, id: i64) -> Result<Option<TaskState>> {
     let row = c
         .fetch_optional(
             fixed("SELECT state FROM tasks WHERE id = $1 UNION ALL SELECT state FROM tasks_archive WHERE id = $1"),
@@ -179,7 +176,7 @@ async fn state_of<C: Conn>(c: &mut C, id: i64) -> Result<Option<TaskState>> {
     row.map(|r| parse_state(&r.text("state")?)).transpose()
 }
 
-fn parse_state(s: &str) -> Result<TaskState> {
+pub(crate) fn parse_state(s: &str) -> Result<TaskState> {
     s.parse().map_err(|e: dreamos_core::ParseError| StoreError::Corrupt(e.to_string()))
 }
 
@@ -193,7 +190,14 @@ async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<
         }
     }
     let mut out = Vec::with_capacity(tasks.len());
+    let mut plain: Vec<&NewTask> = Vec::new();
     for task in tasks {
+        // Tasks without a key or dependencies are inserted together, many rows a statement.
+        if task.idempotency_key.is_none() && task.depends_on.is_empty() {
+            plain.push(task);
+            continue;
+        }
+        flush_plain(c, ctx, &mut plain, &mut out).await?;
         if let Some(key) = &task.idempotency_key
             && let Some(existing) = find_by_key(c, key).await?
         {
@@ -285,7 +289,27 @@ async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<
         }
         out.push(TaskSummary { id: TaskId(id), state, created: true });
     }
+    flush_plain(c, ctx, &mut plain, &mut out).await?;
     Ok(out)
+}
+
+async fn flush_plain<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    plain: &mut Vec<&NewTask>,
+    out: &mut Vec<TaskSummary>,
+) -> Result<()> {
+    if plain.is_empty() {
+        return Ok(());
+    }
+    let ids = crate::batch::insert_plain(c, ctx, plain).await?;
+    out.extend(ids.into_iter().map(|id| TaskSummary {
+        id: TaskId(id),
+        state: TaskState::Queued,
+        created: true,
+    }));
+    plain.clear();
+    Ok(())
 }
 
 async fn find_by_key<C: Conn>(c: &mut C, key: &str) -> Result<Option<TaskSummary>> {
@@ -306,79 +330,6 @@ async fn find_by_key<C: Conn>(c: &mut C, key: &str) -> Result<Option<TaskSummary
         })
     })
     .transpose()
-}
-
-/// How many candidate rows one claim looks at, page by page, before giving up on finding
-/// tasks whose extra capabilities this agent has.
-const CLAIM_PAGES: usize = 4;
-
-async fn claim<C: Conn>(c: &mut C, ctx: &Ctx, request: &ClaimRequest) -> Result<Vec<Task>> {
-    let caps: BTreeSet<&str> = request.capabilities.iter().map(String::as_str).collect();
-    if caps.is_empty() || request.max == 0 {
-        return Ok(Vec::new());
-    }
-    let page = (request.max * 2 + 16) as i64;
-    let kinds = placeholders(5, caps.len());
-    let sql = format!(
-        "SELECT id, sort_key, capabilities FROM tasks WHERE state = 'queued' AND available_at <= $1 \
-         AND (sort_key > $2 OR (sort_key = $2 AND id > $3)) AND kind IN ({kinds}) \
-         ORDER BY sort_key, id LIMIT $4{}",
-        C::DIALECT.skip_locked()
-    );
-    let mut chosen: Vec<i64> = Vec::with_capacity(request.max);
-    let (mut after_key, mut after_id) = (i64::MIN, 0_i64);
-    for _ in 0..CLAIM_PAGES {
-        let mut a = args![ctx.now, after_key, after_id, page];
-        a.extend(caps.iter().map(|k| (*k).into()));
-        let rows = c.fetch_all(dynamic(sql.clone()), a).await?;
-        let exhausted = (rows.len() as i64) < page;
-        for row in &rows {
-            after_key = row.int("sort_key")?;
-            after_id = row.int("id")?;
-            let required: Vec<String> = decode(&row.text("capabilities")?)?;
-            if required.iter().all(|r| caps.contains(r.as_str())) {
-                chosen.push(after_id);
-                if chosen.len() == request.max {
-                    break;
-                }
-            }
-        }
-        if exhausted || chosen.len() == request.max {
-            break;
-        }
-    }
-    if chosen.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids = placeholders(4, chosen.len());
-    let mut a = args![request.holder.clone(), ctx.now + request.lease_ms, ctx.now];
-    a.extend(chosen.iter().map(|id| (*id).into()));
-    let rows = c
-        .fetch_all(
-            dynamic(format!(
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1, fence = fence + 1, \
-                 lease_holder = $1, lease_expires_at = $2, updated_at = $3, \
-                 progress_percent = NULL, progress_message = NULL \
-                 WHERE id IN ({ids}) RETURNING {TASK_COLS}"
-            )),
-            a,
-        )
-        .await?;
-    let ids = placeholders(3, chosen.len());
-    let mut a = args![ctx.now, request.holder.clone()];
-    a.extend(chosen.iter().map(|id| (*id).into()));
-    c.execute(
-        dynamic(format!(
-            "INSERT INTO task_events (task_id, at, kind, attempt, actor, detail) \
-             SELECT id, $1, 'claimed', attempts, $2, NULL FROM tasks WHERE id IN ({ids})"
-        )),
-        a,
-    )
-    .await?;
-    let mut tasks = rows.iter().map(|r| task_from_row(r, false)).collect::<Result<Vec<_>>>()?;
-    // Hand tasks out in queue order.
-    tasks.sort_by_key(|t| chosen.iter().position(|id| *id == t.id.0));
-    Ok(tasks)
 }
 
 async fn heartbeat<C: Conn>(c: &mut C, ctx: &Ctx, beat: &Heartbeat) -> Result<HeartbeatAnswer> {
@@ -407,7 +358,7 @@ async fn heartbeat<C: Conn>(c: &mut C, ctx: &Ctx, beat: &Heartbeat) -> Result<He
     }
 }
 
-async fn missing_or_stale<C: Conn>(c: &mut C, id: TaskId) -> StoreError {
+pub(crate) async fn missing_or_stale<C: Conn>(c: &mut C, id: TaskId) -> StoreError {
     match state_of(c, id.0).await {
         Ok(Some(_)) => StoreError::StaleLease { id },
         Ok(None) => StoreError::NotFound(id),
@@ -416,18 +367,18 @@ async fn missing_or_stale<C: Conn>(c: &mut C, id: TaskId) -> StoreError {
 }
 
 /// The columns of a running attempt, read (and on PostgreSQL locked) before it is ended.
-struct Attempt {
-    id: i64,
-    state: TaskState,
-    fence: i64,
-    attempts: i64,
-    retry: RetryPolicy,
-    priority: Priority,
-    cancel_requested: bool,
-    holder: Option<String>,
+pub(crate) struct Attempt {
+    pub(crate) id: i64,
+    pub(crate) state: TaskState,
+    pub(crate) fence: i64,
+    pub(crate) attempts: i64,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) priority: Priority,
+    pub(crate) cancel_requested: bool,
+    pub(crate) holder: Option<String>,
 }
 
-fn attempt_from_row<R: RowLike>(r: &R) -> Result<Attempt> {
+pub(crate) fn attempt_from_row<R: RowLike>(r: &R) -> Result<Attempt> {
     Ok(Attempt {
         id: r.int("id")?,
         state: parse_state(&r.text("state")?)?,
@@ -445,7 +396,7 @@ fn attempt_from_row<R: RowLike>(r: &R) -> Result<Attempt> {
     })
 }
 
-async fn complete<C: Conn>(
+pub(crate) async fn complete<C: Conn>(
     c: &mut C,
     ctx: &Ctx,
     actor: &str,
@@ -471,7 +422,7 @@ async fn complete<C: Conn>(
 }
 
 /// Ends a running attempt with `outcome`, through the retry policy, and settles dependents.
-async fn end_attempt<C: Conn>(
+pub(crate) async fn end_attempt<C: Conn>(
     c: &mut C,
     ctx: &Ctx,
     attempt: &Attempt,
@@ -589,7 +540,7 @@ async fn finish_cancelled<C: Conn>(
 }
 
 /// A dependency succeeded: dependents with nothing left to wait for become queued.
-async fn release_dependents<C: Conn>(c: &mut C, ctx: &Ctx, id: i64) -> Result<()> {
+pub(crate) async fn release_dependents<C: Conn>(c: &mut C, ctx: &Ctx, id: i64) -> Result<()> {
     const DEPENDENTS: &str = "id IN (SELECT task_id FROM task_deps WHERE depends_on = $1)";
     let n = c
         .execute(

@@ -20,7 +20,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ops::{Ctx, Request, Response, apply};
+use crate::batch::apply_group;
+use crate::ops::{Ctx, Request, Response};
 use crate::types::{ApiToken, StateCount, StoreConfig, TaskFilter};
 use crate::{Backend, Result, Signals, Store, StoreError, migrate, reads};
 
@@ -153,16 +154,14 @@ async fn run_in_tx<'a>(
     requests: impl Iterator<Item = &'a Request>,
 ) -> Result<Vec<Result<Response>>> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let mut answers = Vec::new();
-    for request in requests {
-        match apply(conn, ctx, request).await {
-            Err(e) if !e.is_logical() => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                return Err(e);
-            }
-            answer => answers.push(answer),
+    let requests: Vec<&Request> = requests.collect();
+    let answers = match apply_group(conn, ctx, &requests).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(e);
         }
-    }
+    };
     if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         return Err(e.into());

@@ -36,7 +36,6 @@ CREATE INDEX tasks_ready ON tasks (sort_key, id) WHERE state = 'queued';
 CREATE INDEX tasks_available ON tasks (available_at) WHERE state = 'queued';
 CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state = 'running';
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;
-CREATE INDEX tasks_state ON tasks (state, id);
 CREATE UNIQUE INDEX tasks_idempotency ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 CREATE TABLE task_deps (

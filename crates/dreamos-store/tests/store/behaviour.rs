@@ -464,7 +464,70 @@ async fn released_tasks_keep_their_attempt_budget(h: &Harness) {
     assert_eq!(again.attempts, 1, "a released attempt does not count");
 }
 
+/// Many callers at once (on SQLite they share group commits, merged into set-based
+/// statements): a bad request among them is refused alone, and every good one gets its own
+/// answer.
+async fn concurrent_callers_get_their_own_answers(h: &Harness) {
+    let s = &h.store;
+    let mut handles = Vec::new();
+    for i in 0..60_i64 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let task = if i % 20 == 7 {
+                NewTask { depends_on: vec![TaskId(900_000 + i)], ..noop() }
+            } else {
+                NewTask { payload: json!({ "i": i }), ..noop() }
+            };
+            (i, s.submit(vec![task.clone(), task]).await)
+        }));
+    }
+    let mut ids = HashSet::new();
+    for hd in handles {
+        let (i, answer) = hd.await.unwrap();
+        if i % 20 == 7 {
+            assert!(matches!(answer, Err(StoreError::DependencyNotFound(_))), "{i}: {answer:?}");
+        } else {
+            let got = answer.unwrap();
+            assert_eq!(got.len(), 2);
+            for t in &got {
+                assert!(ids.insert(t.id));
+                assert_eq!(
+                    s.get(t.id).await.unwrap().unwrap().payload,
+                    json!({ "i": i }),
+                    "answer of caller {i}"
+                );
+            }
+        }
+    }
+    assert_eq!(ids.len(), 57 * 2);
+    // Concurrent claims and reports, including stale ones, each judged on its own.
+    let mut handles = Vec::new();
+    for agent in 0..12 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim(claim_req(&format!("a{agent}"), 1)).await.unwrap();
+                let Some(t) = got.into_iter().next() else { return mine };
+                let fence = t.lease.unwrap().fence;
+                let stale = s.complete("x", vec![success(t.id, fence - 1)]).await.unwrap();
+                assert!(matches!(stale[0], Err(StoreError::StaleLease { .. })));
+                s.complete("x", vec![success(t.id, fence)]).await.unwrap()[0].as_ref().unwrap();
+                mine.push(t.id);
+            }
+        }));
+    }
+    let mut claimed = HashSet::new();
+    for hd in handles {
+        for id in hd.await.unwrap() {
+            assert!(claimed.insert(id), "{id} claimed twice");
+        }
+    }
+    assert_eq!(claimed, ids);
+}
+
 both_backends!(
+    concurrent_callers_get_their_own_answers,
     lifecycle_is_recorded,
     claims_follow_priority_then_submission_order,
     waiting_low_priority_work_ages_past_fresh_urgent_work,
