@@ -31,8 +31,8 @@ pub struct QueueBench {
     /// Tasks per submit, claim and complete in the batched runs.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Concurrent producers and consumers in each run.
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent producers, and as many consumers, in each run (think clients and agents).
+    #[arg(long, default_value_t = 64)]
     workers: usize,
     /// Dispatch latency samples per backend.
     #[arg(long, default_value_t = 1_000)]

@@ -117,7 +117,7 @@ pub(crate) trait Conn: Send {
 }
 
 macro_rules! impl_conn {
-    ($module:ident, $conn:ty, $row:ty, $db:ty, $dialect:expr) => {
+    ($module:ident, $conn:ty, $row:ty, $db:ty, $dialect:expr, $prepare:ident) => {
         mod $module {
             use super::*;
             impl RowLike for $row {
@@ -161,6 +161,7 @@ macro_rules! impl_conn {
                     sql: SqlStr,
                     args: Vec<Arg>,
                 ) -> Result<u64, sqlx::Error> {
+                    let (sql, args) = $prepare(sql, args);
                     let query = bind(sqlx::query::<$db>(sql), args);
                     Ok(query.execute(&mut *self).await?.rows_affected())
                 }
@@ -170,6 +171,7 @@ macro_rules! impl_conn {
                     sql: SqlStr,
                     args: Vec<Arg>,
                 ) -> Result<Vec<$row>, sqlx::Error> {
+                    let (sql, args) = $prepare(sql, args);
                     let query = bind(sqlx::query::<$db>(sql), args);
                     query.fetch_all(&mut *self).await
                 }
@@ -179,6 +181,7 @@ macro_rules! impl_conn {
                     sql: SqlStr,
                     args: Vec<Arg>,
                 ) -> Result<Option<$row>, sqlx::Error> {
+                    let (sql, args) = $prepare(sql, args);
                     let query = bind(sqlx::query::<$db>(sql), args);
                     query.fetch_optional(&mut *self).await
                 }
@@ -187,8 +190,75 @@ macro_rules! impl_conn {
     };
 }
 
-impl_conn!(sqlite_conn, SqliteConnection, sqlx::sqlite::SqliteRow, sqlx::Sqlite, Dialect::Sqlite);
-impl_conn!(pg_conn, PgConnection, sqlx::postgres::PgRow, sqlx::Postgres, Dialect::Postgres);
+impl_conn!(
+    sqlite_conn,
+    SqliteConnection,
+    sqlx::sqlite::SqliteRow,
+    sqlx::Sqlite,
+    Dialect::Sqlite,
+    positional
+);
+impl_conn!(
+    pg_conn,
+    PgConnection,
+    sqlx::postgres::PgRow,
+    sqlx::Postgres,
+    Dialect::Postgres,
+    numbered
+);
+
+/// PostgreSQL takes the `$N` placeholders as written.
+fn numbered(sql: SqlStr, args: Vec<Arg>) -> (SqlStr, Vec<Arg>) {
+    (sql, args)
+}
+
+/// SQLite gets anonymous `?` placeholders, one per occurrence in text order, with the
+/// arguments laid out to match. Named parameters (`$N`) are looked up by a linear scan in
+/// SQLite (`sqlite3_bind_parameter_name`), which made a statement with a few thousand of them
+/// cost milliseconds to bind.
+fn positional(sql: SqlStr, args: Vec<Arg>) -> (SqlStr, Vec<Arg>) {
+    let text = sql.as_str();
+    if !text.contains('$') {
+        return (sql, args);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut laid_out = Vec::with_capacity(args.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            if end > start {
+                let n: usize = text[start..end].parse().unwrap_or(0);
+                laid_out.push(args.get(n.wrapping_sub(1)).cloned().unwrap_or(Arg::Int(None)));
+                out.push('?');
+                i = end;
+                continue;
+            }
+        }
+        let ch = text[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    (dynamic(out), laid_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_placeholders_follow_the_text() {
+        let (sql, args) = positional(fixed("SELECT $2, $1, $2 WHERE x = '$'"), args![10_i64, "b"]);
+        assert_eq!(sql.as_str(), "SELECT ?, ?, ? WHERE x = '$'");
+        let rendered: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(rendered, vec!["Text(Some(\"b\"))", "Int(Some(10))", "Text(Some(\"b\"))"]);
+    }
+}
 
 /// `$start, $start+1, ...` placeholders for an `IN (...)` list of `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {

@@ -66,7 +66,10 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-32768")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Claims return up to hundreds of rows; sqlx's default row channel (50) would make
+            // its worker thread and the writer take turns.
+            .row_buffer_size(4096);
         let mut conn = SqliteConnection::connect_with(&options).await?;
         migrate::migrator(Backend::Sqlite).run(&mut conn).await?;
         let reads = SqlitePoolOptions::new()
