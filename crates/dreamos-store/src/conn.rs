@@ -247,18 +247,6 @@ fn positional(sql: SqlStr, args: Vec<Arg>) -> (SqlStr, Vec<Arg>) {
     (dynamic(out), laid_out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_placeholders_follow_the_text() {
-        let (sql, args) = positional(fixed("SELECT $2, $1, $2 WHERE x = '$'"), args![10_i64, "b"]);
-        assert_eq!(sql.as_str(), "SELECT ?, ?, ? WHERE x = '$'");
-        let rendered: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-        assert_eq!(rendered, vec!["Text(Some(\"b\"))", "Int(Some(10))", "Text(Some(\"b\"))"]);
-    }
-}
 
 /// `$start, $start+1, ...` placeholders for an `IN (...)` list of `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
@@ -274,4 +262,17 @@ pub(crate) fn fixed(sql: &'static str) -> SqlStr {
 /// crate are ever formatted into it; values are always bound.
 pub(crate) fn dynamic(sql: String) -> SqlStr {
     AssertSqlSafe(sql).into_sql_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_placeholders_follow_the_text() {
+        let (sql, args) = positional(fixed("SELECT $2, $1, $2 WHERE x = '$'"), args![10_i64, "b"]);
+        assert_eq!(sql.as_str(), "SELECT ?, ?, ? WHERE x = '$'");
+        let rendered: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(rendered, vec!["Text(Some(\"b\"))", "Int(Some(10))", "Text(Some(\"b\"))"]);
+    }
 }
