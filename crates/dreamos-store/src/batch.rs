@@ -369,15 +369,8 @@ pub(crate) async fn complete_many<C: Conn>(
         let (actor, report) = reports[i];
         answers[i] = Some(complete(c, ctx, actor, report).await);
     }
-    let answers: Vec<Result<TaskState>> =
-        answers.into_iter().map(|a| a.unwrap_or(Err(StoreError::Closed))).collect();
-    // A database error must abort the whole transaction, not hide in one answer.
-    if answers.iter().any(|a| matches!(a, Err(e) if !e.is_logical())) {
-        let mut answers = answers;
-        let pos = answers.iter().position(|a| matches!(a, Err(e) if !e.is_logical())).unwrap_or(0);
-        return Err(answers.swap_remove(pos).unwrap_err());
-    }
-    Ok(answers)
+    let answers = answers.into_iter().map(|a| a.unwrap_or(Err(StoreError::Closed))).collect();
+    crate::error::surface_database_error(answers)
 }
 
 /// Runs a SQLite group commit's requests in one transaction, merging submissions, claims and

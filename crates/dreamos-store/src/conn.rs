@@ -247,7 +247,6 @@ fn positional(sql: SqlStr, args: Vec<Arg>) -> (SqlStr, Vec<Arg>) {
     (dynamic(out), laid_out)
 }
 
-
 /// `$start, $start+1, ...` placeholders for an `IN (...)` list of `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

@@ -71,3 +71,15 @@ impl StoreError {
         )
     }
 }
+
+/// Answers of a request made of many items: a database error among them must abort the whole
+/// transaction rather than hide in one item's answer.
+pub(crate) fn surface_database_error<T>(
+    answers: Vec<Result<T, StoreError>>,
+) -> Result<Vec<Result<T, StoreError>>, StoreError> {
+    let mut answers = answers;
+    match answers.iter().position(|a| matches!(a, Err(e) if !e.is_logical())) {
+        Some(pos) => Err(answers.swap_remove(pos).err().unwrap_or(StoreError::Closed)),
+        None => Ok(answers),
+    }
+}

@@ -89,11 +89,7 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
             for beat in beats {
                 answers.push(heartbeat(c, ctx, beat).await);
             }
-            // A database error must abort the whole transaction, not hide in one answer.
-            if let Some(pos) = answers.iter().position(|a| matches!(a, Err(e) if !e.is_logical())) {
-                return Err(answers.swap_remove(pos).unwrap_err());
-            }
-            Response::Heartbeats(answers)
+            Response::Heartbeats(crate::error::surface_database_error(answers)?)
         }
         Request::Complete { actor, reports } => {
             let reports: Vec<(&str, &Completion)> =
