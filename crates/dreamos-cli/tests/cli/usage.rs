@@ -86,3 +86,26 @@ fn a_client_without_a_node_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `dreamos up` running?"));
 }
+
+#[test]
+fn config_show_layers_file_environment_and_hides_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dreamos.toml"),
+        "agents = 3\nstore = \"postgres://u:hunter2@db/x\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["config", "show"])
+        .env("DREAMOS_LEASE_MS", "4000")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter2"), "{text}");
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((shown["agents"].as_u64(), shown["lease_ms"].as_i64()), (Some(3), Some(4000)));
+    assert_eq!(shown["store"], "postgres://u:***@db/x");
+}
