@@ -37,7 +37,7 @@ pub fn spawn_maintenance(queue: Queue, mut shutdown: watch::Receiver<bool>) -> J
             }
             // Work that came due (a delayed task, a retry after backoff) needs no commit to
             // become claimable, so claimers are woken here.
-            store.signals().bump();
+            store.signals().bump(None);
             changes.borrow_and_update();
             loop {
                 let now = store.clock().now_ms();

@@ -210,7 +210,7 @@ impl Queue {
     }
 
     /// Claims up to `request.max` tasks, waiting up to `wait` for some to appear. Waiting is
-    /// woken by the store's change signal, not by polling.
+    /// woken by the store's work signal (one claimer per new task), not by polling.
     pub async fn claim(
         &self,
         request: ClaimRequest,
@@ -218,16 +218,18 @@ impl Queue {
     ) -> Result<Vec<Task>, QueueError> {
         let store = &self.inner.store;
         let deadline = Instant::now() + wait;
-        let mut changes = store.signals().subscribe();
         loop {
-            changes.borrow_and_update();
+            // Registered before looking, so a wake-up between the look and the wait is kept.
+            let woken = store.signals().work().notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let tasks = store.claim(request.clone()).await?;
             if !tasks.is_empty() || Instant::now() >= deadline {
                 return Ok(tasks);
             }
             let fallback = Instant::now() + self.inner.config.poll_fallback;
             tokio::select! {
-                _ = changes.changed() => {}
+                _ = &mut woken => {}
                 _ = tokio::time::sleep_until(deadline.min(fallback)) => {}
             }
         }

@@ -44,9 +44,16 @@ pub enum Response {
 }
 
 impl Response {
-    /// Whether claimable work may have appeared, so idle claimers should look again.
-    pub fn may_add_work(&self) -> bool {
-        !matches!(self, Response::Claimed(_) | Response::Heartbeats(_) | Response::Done)
+    /// Whether claimable work may have appeared: `None` if not, `Some(Some(n))` when exactly
+    /// `n` tasks became claimable, `Some(None)` when it is not known how many.
+    pub fn new_work(&self) -> Option<Option<usize>> {
+        match self {
+            Response::Claimed(_) | Response::Heartbeats(_) | Response::Done => None,
+            Response::Submitted(s) => {
+                Some(Some(s.iter().filter(|t| t.created && t.state == TaskState::Queued).count()))
+            }
+            _ => Some(None),
+        }
     }
 }
 

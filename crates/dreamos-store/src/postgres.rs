@@ -77,7 +77,7 @@ async fn listen(pool: PgPool, channel: String, signals: Arc<Signals>) {
             continue;
         }
         while listener.recv().await.is_ok() {
-            signals.bump();
+            signals.bump(None);
         }
     }
 }
@@ -104,8 +104,8 @@ impl Store for PgStore {
             let answer = apply(&mut *tx, &ctx, &request).await;
             let outcome = match answer {
                 Ok(response) => {
-                    let wake = response.may_add_work();
-                    if wake {
+                    let wake = response.new_work();
+                    if wake.is_some() {
                         // NOTIFY is delivered at commit, and coalesced by PostgreSQL within
                         // one transaction.
                         sqlx::query("SELECT pg_notify($1, '')")
@@ -115,8 +115,8 @@ impl Store for PgStore {
                     }
                     match tx.commit().await {
                         Ok(()) => {
-                            if wake {
-                                self.signals.bump();
+                            if let Some(new_work) = wake {
+                                self.signals.bump(new_work);
                             }
                             return Ok(response);
                         }

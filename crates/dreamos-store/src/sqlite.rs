@@ -111,13 +111,20 @@ async fn run_writer(
         }
         let ctx = Ctx { now: clock.now_ms(), aging_ms: config.aging_ms };
         let answers = commit_group(&mut conn, &ctx, &batch).await;
-        let mut wake = false;
+        let mut wake: Option<Option<usize>> = None;
         for ((_, reply), answer) in batch.drain(..).zip(answers) {
-            wake |= matches!(&answer, Ok(r) if r.may_add_work());
+            if let Ok(response) = &answer {
+                wake = match (wake, response.new_work()) {
+                    (w, None) => w,
+                    (None, n) => n,
+                    (Some(Some(a)), Some(Some(b))) => Some(Some(a + b)),
+                    _ => Some(None),
+                };
+            }
             let _ = reply.send(answer);
         }
-        if wake {
-            signals.bump();
+        if let Some(new_work) = wake {
+            signals.bump(new_work);
         }
     }
     let _ = conn.close().await;
