@@ -6,6 +6,8 @@ use std::future::Future;
 
 use sqlx::{AssertSqlSafe, PgConnection, Row, SqlSafeStr, SqlStr, SqliteConnection};
 
+use crate::StoreError;
+
 /// A bound SQL parameter. Integers are always 64-bit (`BIGINT` on PostgreSQL).
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
@@ -86,11 +88,11 @@ impl Dialect {
 }
 
 pub(crate) trait RowLike {
-    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
-    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
-    fn opt_real(&self, col: &str) -> Result<Option<f64>, sqlx::Error>;
-    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
-    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn opt_real(&self, col: &str) -> Result<Option<f64>, StoreError>;
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
 }
 
 pub(crate) trait Conn: Send {
@@ -101,19 +103,19 @@ pub(crate) trait Conn: Send {
         &mut self,
         sql: SqlStr,
         args: Vec<Arg>,
-    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn fetch_all(
         &mut self,
         sql: SqlStr,
         args: Vec<Arg>,
-    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Row>, StoreError>> + Send;
 
     fn fetch_optional(
         &mut self,
         sql: SqlStr,
         args: Vec<Arg>,
-    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Self::Row>, StoreError>> + Send;
 }
 
 macro_rules! impl_conn {
@@ -121,20 +123,20 @@ macro_rules! impl_conn {
         mod $module {
             use super::*;
             impl RowLike for $row {
-                fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-                    self.try_get::<i64, _>(col)
+                fn int(&self, col: &str) -> Result<i64, StoreError> {
+                    Ok(self.try_get::<i64, _>(col)?)
                 }
-                fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
-                    self.try_get::<Option<i64>, _>(col)
+                fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+                    Ok(self.try_get::<Option<i64>, _>(col)?)
                 }
-                fn opt_real(&self, col: &str) -> Result<Option<f64>, sqlx::Error> {
-                    self.try_get::<Option<f64>, _>(col)
+                fn opt_real(&self, col: &str) -> Result<Option<f64>, StoreError> {
+                    Ok(self.try_get::<Option<f64>, _>(col)?)
                 }
-                fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-                    self.try_get::<String, _>(col)
+                fn text(&self, col: &str) -> Result<String, StoreError> {
+                    Ok(self.try_get::<String, _>(col)?)
                 }
-                fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-                    self.try_get::<Option<String>, _>(col)
+                fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+                    Ok(self.try_get::<Option<String>, _>(col)?)
                 }
             }
 
@@ -160,7 +162,7 @@ macro_rules! impl_conn {
                     &mut self,
                     sql: SqlStr,
                     args: Vec<Arg>,
-                ) -> Result<u64, sqlx::Error> {
+                ) -> Result<u64, StoreError> {
                     let (sql, args) = $prepare(sql, args);
                     let query = bind(sqlx::query::<$db>(sql), args);
                     Ok(query.execute(&mut *self).await?.rows_affected())
@@ -170,20 +172,20 @@ macro_rules! impl_conn {
                     &mut self,
                     sql: SqlStr,
                     args: Vec<Arg>,
-                ) -> Result<Vec<$row>, sqlx::Error> {
+                ) -> Result<Vec<$row>, StoreError> {
                     let (sql, args) = $prepare(sql, args);
                     let query = bind(sqlx::query::<$db>(sql), args);
-                    query.fetch_all(&mut *self).await
+                    Ok(query.fetch_all(&mut *self).await?)
                 }
 
                 async fn fetch_optional(
                     &mut self,
                     sql: SqlStr,
                     args: Vec<Arg>,
-                ) -> Result<Option<$row>, sqlx::Error> {
+                ) -> Result<Option<$row>, StoreError> {
                     let (sql, args) = $prepare(sql, args);
                     let query = bind(sqlx::query::<$db>(sql), args);
-                    query.fetch_optional(&mut *self).await
+                    Ok(query.fetch_optional(&mut *self).await?)
                 }
             }
         }

@@ -24,6 +24,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// An error of the SQLite writer's connection (rusqlite, on the writer thread).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -40,6 +43,7 @@ impl StoreError {
             StoreError::Config(_)
             | StoreError::Corrupt(_)
             | StoreError::Database(_)
+            | StoreError::Sqlite(_)
             | StoreError::Migrate(_) => ErrorCode::Internal,
         }
     }
@@ -55,6 +59,10 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Database(db)) => {
                 matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "517"))
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
             _ => false,
         }
     }
@@ -65,6 +73,7 @@ impl StoreError {
         !matches!(
             self,
             StoreError::Database(_)
+                | StoreError::Sqlite(_)
                 | StoreError::Migrate(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Closed

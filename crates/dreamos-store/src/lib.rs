@@ -28,6 +28,7 @@ mod postgres;
 mod reads;
 mod signals;
 mod sqlite;
+mod sqlite_conn;
 mod types;
 
 use std::sync::Arc;

@@ -1,7 +1,8 @@
-//! The SQLite backend: one database file in WAL mode, one writer that group-commits, and a
-//! pool of read connections.
+//! The SQLite backend: one database file in WAL mode, one writer thread that group-commits,
+//! and a pool of read connections (sqlx).
 //!
-//! Every write request is sent to the writer task. The writer takes the first waiting request
+//! Every write request is sent to the writer thread, which owns the one write connection
+//! (rusqlite, see `sqlite_conn`). The writer takes the first waiting request
 //! and every other one already queued (up to `max_group`), runs them all in one `BEGIN
 //! IMMEDIATE` transaction and commits once, then answers each. Many concurrent callers thus
 //! share one commit, and there is never a second writer to meet "database is locked". If a
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::apply_group;
 use crate::ops::{Ctx, Request, Response};
+use crate::sqlite_conn::{WriterConn, run_ready};
 use crate::types::{ApiToken, StateCount, StoreConfig, TaskFilter};
 use crate::{Backend, Result, Signals, Store, StoreError, migrate, reads};
 
@@ -70,21 +72,32 @@ impl SqliteStore {
             // Claims return up to hundreds of rows; sqlx's default row channel (50) would make
             // its worker thread and the writer take turns.
             .row_buffer_size(4096);
+        // Migrations run through sqlx (its migrator records versions and checksums); the
+        // connection is closed before the writer opens its own.
         let mut conn = SqliteConnection::connect_with(&options).await?;
         migrate::migrator(Backend::Sqlite).run(&mut conn).await?;
+        conn.close().await?;
+        let writer_conn = WriterConn::open(path, config.sqlite_full_sync)?;
         let reads = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .connect_with(options.read_only(true))
             .await?;
         let signals = Arc::new(Signals::default());
         let (writer, inbox) = mpsc::channel(config.max_group.max(1) * 4);
-        tokio::spawn(run_writer(conn, inbox, config, clock.clone(), signals.clone()));
+        let thread_signals = signals.clone();
+        let thread_clock = clock.clone();
+        std::thread::Builder::new()
+            .name("dreamos-sqlite-writer".into())
+            .spawn(move || run_writer(writer_conn, inbox, config, thread_clock, thread_signals))
+            .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { writer, reads, signals, clock })
     }
 }
 
-async fn run_writer(
-    mut conn: SqliteConnection,
+/// The writer thread: takes every request waiting (up to `max_group`), commits them together,
+/// answers each, then wakes whoever waits for the work they made.
+fn run_writer(
+    mut conn: WriterConn,
     mut inbox: mpsc::Receiver<Msg>,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
@@ -93,7 +106,7 @@ async fn run_writer(
     let mut batch: Vec<(Request, oneshot::Sender<Result<Response>>)> = Vec::new();
     let mut closing = None;
     while closing.is_none() {
-        let Some(first) = inbox.recv().await else { break };
+        let Some(first) = inbox.blocking_recv() else { break };
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
             match msg {
                 Msg::Write(request, reply) => batch.push((request, reply)),
@@ -110,7 +123,7 @@ async fn run_writer(
             continue;
         }
         let ctx = Ctx { now: clock.now_ms(), aging_ms: config.aging_ms };
-        let answers = commit_group(&mut conn, &ctx, &batch).await;
+        let answers = commit_group(&mut conn, &ctx, &batch);
         let mut wake: Option<Option<usize>> = None;
         for ((_, reply), answer) in batch.drain(..).zip(answers) {
             if let Ok(response) = &answer {
@@ -127,19 +140,19 @@ async fn run_writer(
             signals.bump(new_work);
         }
     }
-    let _ = conn.close().await;
+    drop(conn);
     if let Some(done) = closing {
         let _ = done.send(());
     }
 }
 
-async fn commit_group(
-    conn: &mut SqliteConnection,
+fn commit_group(
+    conn: &mut WriterConn,
     ctx: &Ctx,
     batch: &[(Request, oneshot::Sender<Result<Response>>)],
 ) -> Vec<Result<Response>> {
     if batch.len() > 1 {
-        match run_in_tx(conn, ctx, batch.iter().map(|(r, _)| r)).await {
+        match run_in_tx(conn, ctx, batch.iter().map(|(r, _)| r)) {
             Ok(answers) => return answers,
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying its requests one by one")
@@ -148,7 +161,7 @@ async fn commit_group(
     }
     let mut answers = Vec::with_capacity(batch.len());
     for (request, _) in batch {
-        answers.push(match run_in_tx(conn, ctx, std::iter::once(request)).await {
+        answers.push(match run_in_tx(conn, ctx, std::iter::once(request)) {
             Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
             Err(e) => Err(e),
         });
@@ -158,23 +171,23 @@ async fn commit_group(
 
 /// Runs requests in one transaction. Requests failing a check (logical errors) get their
 /// error as their answer; any database error rolls back everything and is returned.
-async fn run_in_tx<'a>(
-    conn: &mut SqliteConnection,
+fn run_in_tx<'a>(
+    conn: &mut WriterConn,
     ctx: &Ctx,
     requests: impl Iterator<Item = &'a Request>,
 ) -> Result<Vec<Result<Response>>> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    conn.batch("BEGIN IMMEDIATE")?;
     let requests: Vec<&Request> = requests.collect();
-    let answers = match apply_group(conn, ctx, &requests).await {
+    let answers = match run_ready(apply_group(conn, ctx, &requests)) {
         Ok(answers) => answers,
         Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = conn.batch("ROLLBACK");
             return Err(e);
         }
     };
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        return Err(e.into());
+    if let Err(e) = conn.batch("COMMIT") {
+        let _ = conn.batch("ROLLBACK");
+        return Err(e);
     }
     Ok(answers)
 }
