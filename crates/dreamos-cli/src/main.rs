@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 use crate::client::Client;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dreamos",

@@ -24,24 +24,44 @@ const CHUNK: usize = 400;
 
 /// `(CAST($n AS BIGINT), $n+1, ...), (...)` for `rows` rows whose columns are described by
 /// `casts` (`Some("BIGINT")` to cast a column, `None` to leave it).
-fn values_rows(start: usize, rows: usize, casts: &[Option<&str>]) -> String {
-    let mut n = start;
-    let mut out = Vec::with_capacity(rows);
-    for _ in 0..rows {
-        let cols: Vec<String> = casts
-            .iter()
-            .map(|cast| {
-                let p = format!("${n}");
-                n += 1;
-                match cast {
-                    Some(t) => format!("CAST({p} AS {t})"),
-                    None => p,
-                }
-            })
-            .collect();
-        out.push(format!("({})", cols.join(", ")));
+///
+/// The text depends only on its arguments and the hot paths ask for the same few shapes again
+/// and again, so each shape is formatted once per thread and then copied.
+fn values_rows(start: usize, rows: usize, casts: &[Option<&'static str>]) -> String {
+    type Key = (usize, usize, Vec<Option<&'static str>>);
+    thread_local! {
+        static MEMO: std::cell::RefCell<std::collections::HashMap<Key, String>> =
+            Default::default();
     }
-    out.join(", ")
+    /// Enough for every shape the hot paths use; past it, texts are formatted each time.
+    const MEMO_LIMIT: usize = 4096;
+    let key = (start, rows, casts.to_vec());
+    if let Some(text) = MEMO.with(|m| m.borrow().get(&key).cloned()) {
+        return text;
+    }
+    let mut n = start;
+    let mut out = String::with_capacity(rows * casts.len() * 20);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for (i, cast) in casts.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            match cast {
+                Some(t) => out.push_str(&format!("CAST(${n} AS {t})")),
+                None => out.push_str(&format!("${n}")),
+            }
+            n += 1;
+        }
+        out.push(')');
+    }
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < MEMO_LIMIT {
+            m.insert(key, out.clone());
+        }
+    });
+    out
 }
 
 pub(crate) struct EventRow<'a> {
@@ -451,4 +471,19 @@ pub(crate) async fn apply_group<C: Conn>(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values_rows;
+
+    #[test]
+    fn values_rows_number_placeholders_in_order_and_repeat_identically() {
+        let casts = [Some("BIGINT"), None];
+        let expected = "(CAST($2 AS BIGINT), $3), (CAST($4 AS BIGINT), $5)";
+        assert_eq!(values_rows(2, 2, &casts), expected);
+        // The second call is served from the memo and must be the same text.
+        assert_eq!(values_rows(2, 2, &casts), expected);
+        assert_eq!(values_rows(1, 1, &[None]), "($1)");
+    }
 }
