@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod output;
+mod scan;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +57,16 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Index a source tree (it becomes a workspace of the data dir); no node needed.
+    Index(scan::IndexArgs),
+    /// Search the indexed workspaces: words, "phrases", /regexes/, sym:, lang:, path:, kind:.
+    Search(scan::SearchArgs),
+    /// List definitions from the index.
+    Symbols(scan::SymbolsArgs),
+    /// Structure metrics: lines, complexity per language, file and function; hotspots.
+    Metrics(scan::MetricsArgs),
+    /// The import graph: export, cycles, and what depends on a file.
+    Graph(scan::GraphArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -135,7 +146,7 @@ enum ConfigCommand {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(scan::mark_negations(std::env::args_os().collect()));
     let filter = match cli.command {
         Command::Up(_) => "info",
         _ => "warn",
@@ -173,6 +184,11 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Task(ref command) => task(&cli, command).await,
+        Command::Index(ref args) => scan::index(&cli.data_dir, args, cli.json),
+        Command::Search(ref args) => scan::search(&cli.data_dir, args, cli.json),
+        Command::Symbols(ref args) => scan::symbols(&cli.data_dir, args, cli.json),
+        Command::Metrics(ref args) => scan::metrics(&cli.data_dir, args, cli.json),
+        Command::Graph(ref args) => scan::graph(&cli.data_dir, args, cli.json),
     }
 }
 

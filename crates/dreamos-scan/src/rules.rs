@@ -1,0 +1,481 @@
+//! What each grammar's nodes mean: which define symbols (and how to find their names), which
+//! are calls, imports and comments, and which count towards complexity.
+//!
+//! Everything language-specific lives here; `extract` walks any tree with these answers.
+
+use tree_sitter::Node;
+
+use crate::Lang;
+use crate::model::SymbolKind;
+
+/// A definition found at a node.
+pub(crate) struct Def {
+    pub kind: SymbolKind,
+    pub name: String,
+    /// Where the name is written (for its line and column).
+    pub name_at: (usize, usize),
+    /// Containers written into the name itself (`Widget::` in `Widget::draw`, a Go receiver).
+    pub scope: Vec<String>,
+}
+
+pub(crate) fn text<'a>(node: Node<'_>, src: &'a [u8]) -> &'a str {
+    std::str::from_utf8(&src[node.byte_range()]).unwrap_or("")
+}
+
+fn field<'t>(node: Node<'t>, name: &str) -> Option<Node<'t>> {
+    node.child_by_field_name(name)
+}
+
+fn at(node: Node<'_>) -> (usize, usize) {
+    let p = node.start_position();
+    (p.row, p.column)
+}
+
+fn named(kind: SymbolKind, name_node: Node<'_>, src: &[u8]) -> Option<Def> {
+    let name = text(name_node, src).trim().to_string();
+    (!name.is_empty()).then(|| Def { kind, name, name_at: at(name_node), scope: Vec::new() })
+}
+
+fn by_field(kind: SymbolKind, node: Node<'_>, src: &[u8]) -> Option<Def> {
+    named(kind, field(node, "name")?, src)
+}
+
+/// Whether the innermost enclosing definition makes functions methods.
+pub(crate) fn is_type_container(kind: SymbolKind) -> bool {
+    matches!(
+        kind,
+        SymbolKind::Class
+            | SymbolKind::Struct
+            | SymbolKind::Impl
+            | SymbolKind::Trait
+            | SymbolKind::Interface
+            | SymbolKind::Enum
+            | SymbolKind::Union
+    )
+}
+
+fn callable(in_type: bool) -> SymbolKind {
+    if in_type { SymbolKind::Method } else { SymbolKind::Function }
+}
+
+fn is_constant_name(name: &str) -> bool {
+    name.len() > 1
+        && name.chars().any(|c| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The definition at `node`, if it is one. `in_type`: the enclosing definition is a type.
+pub(crate) fn definition(lang: Lang, node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
+    match lang {
+        Lang::Rust => rust_def(node, src, in_type),
+        Lang::Python => python_def(node, src, in_type),
+        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => js_def(node, src, in_type),
+        Lang::Go => go_def(node, src),
+        Lang::Java => java_def(node, src),
+        Lang::C | Lang::Cpp => c_def(lang, node, src, in_type),
+    }
+}
+
+fn rust_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
+    let kind = match node.kind() {
+        "function_item" | "function_signature_item" => callable(in_type),
+        "struct_item" => SymbolKind::Struct,
+        "enum_item" => SymbolKind::Enum,
+        "union_item" => SymbolKind::Union,
+        "trait_item" => SymbolKind::Trait,
+        "mod_item" if field(node, "body").is_some() => SymbolKind::Module,
+        "const_item" | "static_item" => SymbolKind::Constant,
+        "type_item" => SymbolKind::Type,
+        "macro_definition" => SymbolKind::Macro,
+        "impl_item" => {
+            let mut ty = field(node, "type")?;
+            // `impl<T> Foo<T>` is named `Foo`; `impl a::Foo` is named `Foo`.
+            while let Some(inner) = field(ty, "type").or_else(|| field(ty, "name")) {
+                ty = inner;
+            }
+            return named(SymbolKind::Impl, ty, src);
+        }
+        _ => return None,
+    };
+    by_field(kind, node, src)
+}
+
+fn python_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
+    match node.kind() {
+        "function_definition" => by_field(callable(in_type), node, src),
+        "class_definition" => by_field(SymbolKind::Class, node, src),
+        // `MAX_SIZE = 10` at module or class level.
+        "assignment" => {
+            let statement = node.parent().filter(|p| p.kind() == "expression_statement")?;
+            let scope = statement.parent()?;
+            let top = scope.kind() == "module"
+                || (scope.kind() == "block"
+                    && scope.parent().is_some_and(|c| c.kind() == "class_definition"));
+            let left = field(node, "left").filter(|l| l.kind() == "identifier")?;
+            (top && is_constant_name(text(left, src)))
+                .then(|| named(SymbolKind::Constant, left, src))
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
+fn js_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
+    let kind = match node.kind() {
+        "function_declaration" | "generator_function_declaration" | "function_signature" => {
+            SymbolKind::Function
+        }
+        "class_declaration" | "abstract_class_declaration" => SymbolKind::Class,
+        "method_definition" | "method_signature" | "abstract_method_signature" => {
+            SymbolKind::Method
+        }
+        "interface_declaration" => SymbolKind::Interface,
+        "type_alias_declaration" => SymbolKind::Type,
+        "enum_declaration" => SymbolKind::Enum,
+        "internal_module" | "module" => SymbolKind::Module,
+        // `const f = () => ...`, `let C = class {...}`, `const MAX = 3` (top level).
+        "variable_declarator" => {
+            let name = field(node, "name").filter(|n| n.kind() == "identifier")?;
+            let value = field(node, "value");
+            let kind = match value.map(|v| v.kind()) {
+                Some(
+                    "arrow_function" | "function_expression" | "function" | "generator_function",
+                ) => callable(in_type),
+                Some("class") => SymbolKind::Class,
+                _ => {
+                    let declaration = node.parent()?;
+                    let top = declaration
+                        .parent()
+                        .is_some_and(|p| matches!(p.kind(), "program" | "export_statement"));
+                    let is_const = declaration.child(0).is_some_and(|k| k.kind() == "const");
+                    if top && is_const && is_constant_name(text(name, src)) {
+                        SymbolKind::Constant
+                    } else {
+                        return None;
+                    }
+                }
+            };
+            return named(kind, name, src);
+        }
+        _ => return None,
+    };
+    by_field(kind, node, src)
+}
+
+fn go_def(node: Node<'_>, src: &[u8]) -> Option<Def> {
+    match node.kind() {
+        "function_declaration" => by_field(SymbolKind::Function, node, src),
+        "method_declaration" => {
+            let mut def = by_field(SymbolKind::Method, node, src)?;
+            // The receiver's type is the method's container: `func (r *Recv) M()` is `Recv.M`.
+            let receiver = field(node, "receiver")?;
+            let mut ty = receiver.named_child(0).and_then(|p| field(p, "type"));
+            while let Some(t) = ty {
+                match t.kind() {
+                    "pointer_type" | "generic_type" => ty = t.named_child(0),
+                    _ => {
+                        def.scope.push(text(t, src).to_string());
+                        break;
+                    }
+                }
+            }
+            Some(def)
+        }
+        "type_spec" | "type_alias" => {
+            let kind = match field(node, "type").map(|t| t.kind()) {
+                Some("struct_type") => SymbolKind::Struct,
+                Some("interface_type") => SymbolKind::Interface,
+                _ => SymbolKind::Type,
+            };
+            by_field(kind, node, src)
+        }
+        "const_spec" => by_field(SymbolKind::Constant, node, src),
+        "method_elem" | "method_spec" => by_field(SymbolKind::Method, node, src),
+        _ => None,
+    }
+}
+
+fn java_def(node: Node<'_>, src: &[u8]) -> Option<Def> {
+    let kind = match node.kind() {
+        "class_declaration" | "record_declaration" => SymbolKind::Class,
+        "interface_declaration" | "annotation_type_declaration" => SymbolKind::Interface,
+        "enum_declaration" => SymbolKind::Enum,
+        "method_declaration" | "constructor_declaration" | "compact_constructor_declaration" => {
+            SymbolKind::Method
+        }
+        "field_declaration" => {
+            let modifiers = node.named_child(0).filter(|m| m.kind() == "modifiers")?;
+            let m = text(modifiers, src);
+            if !(m.contains("static") && m.contains("final")) {
+                return None;
+            }
+            let declarator = field(node, "declarator")?;
+            return named(SymbolKind::Constant, field(declarator, "name")?, src);
+        }
+        _ => return None,
+    };
+    by_field(kind, node, src)
+}
+
+fn c_def(lang: Lang, node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
+    let with_body = |kind| {
+        field(node, "body")?;
+        by_field(kind, node, src)
+    };
+    match node.kind() {
+        "function_definition" => {
+            let (name, scope) = declarator_name(field(node, "declarator")?, src)?;
+            let mut def = named(SymbolKind::Function, name, src)?;
+            if in_type || (lang == Lang::Cpp && !scope.is_empty()) {
+                def.kind = SymbolKind::Method;
+            }
+            def.scope = scope;
+            Some(def)
+        }
+        "struct_specifier" => with_body(SymbolKind::Struct),
+        "union_specifier" => with_body(SymbolKind::Union),
+        "enum_specifier" => with_body(SymbolKind::Enum),
+        "class_specifier" => with_body(SymbolKind::Class),
+        "type_definition" => {
+            let (name, _) = declarator_name(field(node, "declarator")?, src)?;
+            named(SymbolKind::Type, name, src)
+        }
+        "alias_declaration" => by_field(SymbolKind::Type, node, src),
+        "preproc_def" | "preproc_function_def" => by_field(SymbolKind::Macro, node, src),
+        "namespace_definition" => by_field(SymbolKind::Module, node, src),
+        _ => None,
+    }
+}
+
+/// The declared name inside a C/C++ declarator, with the scopes of a qualified name.
+fn declarator_name<'t>(mut node: Node<'t>, src: &[u8]) -> Option<(Node<'t>, Vec<String>)> {
+    let mut scope = Vec::new();
+    loop {
+        match node.kind() {
+            "identifier" | "field_identifier" | "type_identifier" | "destructor_name"
+            | "operator_name" | "primitive_type" => return Some((node, scope)),
+            "qualified_identifier" => {
+                if let Some(s) = field(node, "scope") {
+                    scope.push(text(s, src).to_string());
+                }
+                node = field(node, "name")?;
+            }
+            "template_function" => node = field(node, "name")?,
+            _ => node = field(node, "declarator").or_else(|| node.named_child(0))?,
+        }
+    }
+}
+
+/// Nodes that wrap a definition and carry its leading comments.
+pub(crate) fn is_wrapper(kind: &str) -> bool {
+    matches!(
+        kind,
+        "export_statement"
+            | "decorated_definition"
+            | "template_declaration"
+            | "lexical_declaration"
+            | "variable_declaration"
+            | "type_declaration"
+            | "const_declaration"
+            | "declaration"
+            | "expression_statement"
+            | "ambient_declaration"
+    )
+}
+
+pub(crate) fn is_comment(kind: &str) -> bool {
+    matches!(kind, "comment" | "line_comment" | "block_comment")
+}
+
+/// The name called at a call node, if `node` is one.
+pub(crate) fn call_target<'t>(lang: Lang, node: Node<'t>) -> Option<Node<'t>> {
+    let callee = match (lang, node.kind()) {
+        (Lang::Rust, "macro_invocation") => field(node, "macro")?,
+        (Lang::Java, "method_invocation") => return field(node, "name"),
+        (Lang::Java, "object_creation_expression") => field(node, "type")?,
+        (Lang::JavaScript | Lang::TypeScript | Lang::Tsx, "new_expression") => {
+            field(node, "constructor")?
+        }
+        (Lang::Python, "call") | (_, "call_expression") => field(node, "function")?,
+        _ => return None,
+    };
+    last_name(callee)
+}
+
+/// The last plain name of a callee expression: `a.b.c` -> `c`, `X::new` -> `new`.
+fn last_name(mut node: Node<'_>) -> Option<Node<'_>> {
+    loop {
+        match node.kind() {
+            "identifier"
+            | "field_identifier"
+            | "property_identifier"
+            | "type_identifier"
+            | "constant" => return Some(node),
+            "scoped_identifier"
+            | "qualified_identifier"
+            | "scoped_type_identifier"
+            | "template_function"
+            | "generic_type" => node = field(node, "name").or_else(|| field(node, "type"))?,
+            "field_expression" => node = field(node, "field")?,
+            "member_expression" => node = field(node, "property")?,
+            "selector_expression" => node = field(node, "field")?,
+            "attribute" => node = field(node, "attribute")?,
+            "generic_function" => node = field(node, "function")?,
+            _ => return None,
+        }
+    }
+}
+
+/// Whether a `type_identifier` node is a use of a type (not the name of a definition).
+pub(crate) fn is_type_use(node: Node<'_>) -> bool {
+    if node.kind() != "type_identifier" {
+        return false;
+    }
+    match node.parent() {
+        Some(p) => p.child_by_field_name("name").is_none_or(|n| n.id() != node.id()),
+        None => true,
+    }
+}
+
+/// Node kinds that count for complexity, per language.
+pub(crate) struct Complexity {
+    pub ifs: &'static [&'static str],
+    pub loops: &'static [&'static str],
+    pub switches: &'static [&'static str],
+    pub cases: &'static [&'static str],
+    pub catches: &'static [&'static str],
+    pub ternaries: &'static [&'static str],
+    /// Anonymous functions: they nest their bodies but are part of the enclosing function.
+    pub lambdas: &'static [&'static str],
+    /// Other decision points that only count for cyclomatic complexity.
+    pub other_decisions: &'static [&'static str],
+}
+
+pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
+    match lang {
+        Lang::Rust => &Complexity {
+            ifs: &["if_expression"],
+            loops: &["for_expression", "while_expression", "loop_expression"],
+            switches: &["match_expression"],
+            cases: &["match_arm"],
+            catches: &[],
+            ternaries: &[],
+            lambdas: &["closure_expression"],
+            other_decisions: &[],
+        },
+        Lang::Python => &Complexity {
+            ifs: &["if_statement"],
+            loops: &["for_statement", "while_statement"],
+            switches: &["match_statement"],
+            cases: &["case_clause"],
+            catches: &["except_clause", "except_group_clause"],
+            ternaries: &["conditional_expression"],
+            lambdas: &["lambda"],
+            other_decisions: &["if_clause", "for_in_clause"],
+        },
+        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => &Complexity {
+            ifs: &["if_statement"],
+            loops: &["for_statement", "for_in_statement", "while_statement", "do_statement"],
+            switches: &["switch_statement"],
+            cases: &["switch_case"],
+            catches: &["catch_clause"],
+            ternaries: &["ternary_expression"],
+            lambdas: &["arrow_function", "function_expression", "function", "generator_function"],
+            other_decisions: &[],
+        },
+        Lang::Go => &Complexity {
+            ifs: &["if_statement"],
+            loops: &["for_statement"],
+            switches: &["expression_switch_statement", "type_switch_statement", "select_statement"],
+            cases: &["expression_case", "type_case", "communication_case"],
+            catches: &[],
+            ternaries: &[],
+            lambdas: &["func_literal"],
+            other_decisions: &[],
+        },
+        Lang::Java => &Complexity {
+            ifs: &["if_statement"],
+            loops: &["for_statement", "enhanced_for_statement", "while_statement", "do_statement"],
+            switches: &["switch_expression", "switch_statement"],
+            cases: &["switch_label"],
+            catches: &["catch_clause"],
+            ternaries: &["ternary_expression"],
+            lambdas: &["lambda_expression"],
+            other_decisions: &[],
+        },
+        Lang::C | Lang::Cpp => &Complexity {
+            ifs: &["if_statement"],
+            loops: &["for_statement", "for_range_loop", "while_statement", "do_statement"],
+            switches: &["switch_statement"],
+            cases: &["case_statement"],
+            catches: &["catch_clause"],
+            ternaries: &["conditional_expression"],
+            lambdas: &["lambda_expression"],
+            other_decisions: &[],
+        },
+    }
+}
+
+/// Whether a case node is the default (or wildcard) case, which adds no path.
+pub(crate) fn is_default_case(node: Node<'_>, src: &[u8]) -> bool {
+    match node.kind() {
+        "case_statement" | "switch_label" => node.child(0).is_some_and(|c| c.kind() == "default"),
+        "match_arm" | "case_clause" => field(node, "pattern")
+            .or_else(|| node.named_child(0))
+            .is_some_and(|p| text(p, src).trim() == "_"),
+        _ => false,
+    }
+}
+
+/// The logical operator of a binary node (`&&`, `||`, `and`, `or`, `??`), if it is one.
+pub(crate) fn logical_operator<'a>(node: Node<'_>, src: &'a [u8]) -> Option<&'a str> {
+    if !matches!(node.kind(), "binary_expression" | "boolean_operator") {
+        return None;
+    }
+    let op = text(field(node, "operator")?, src);
+    matches!(op, "&&" | "||" | "and" | "or" | "??").then_some(op)
+}
+
+/// How many parameters a function node declares.
+pub(crate) fn parameter_count(lang: Lang, node: Node<'_>, src: &[u8]) -> u32 {
+    let list = match lang {
+        Lang::C | Lang::Cpp => {
+            let mut d = field(node, "declarator");
+            while let Some(n) = d {
+                if n.kind() == "function_declarator" {
+                    break;
+                }
+                d = field(n, "declarator");
+            }
+            d.and_then(|f| field(f, "parameters"))
+        }
+        _ => field(node, "parameters"),
+    };
+    let Some(list) = list else { return 0 };
+    let mut cursor = list.walk();
+    let mut count = 0;
+    for p in list.named_children(&mut cursor) {
+        count += match p.kind() {
+            k if is_comment(k) => 0,
+            "positional_separator" | "keyword_separator" | "variadic_parameter" => 0,
+            // Go: `b, c string` declares two.
+            "parameter_declaration" if lang == Lang::Go => {
+                let mut c = p.walk();
+                p.children_by_field_name("name", &mut c).count().max(1) as u32
+            }
+            // C: `(void)` declares none.
+            "parameter_declaration"
+                if field(p, "declarator").is_none() && text(p, src).trim() == "void" =>
+            {
+                0
+            }
+            _ => 1,
+        };
+    }
+    count
+}
+
+/// The node holding a function's body, to cut its signature before it.
+pub(crate) fn body_of<'t>(node: Node<'t>) -> Option<Node<'t>> {
+    field(node, "body")
+}

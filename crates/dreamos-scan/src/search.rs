@@ -1,0 +1,521 @@
+//! Answering queries: ranked search over symbol and file documents, and grep-like search
+//! through the trigram prefilter and a real regex engine.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use regex::bytes::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, Occur, Query as TQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+
+use crate::index::{Fields, Index};
+use crate::query::{self, Query};
+use crate::tokenize;
+use crate::trigram::{self, TriQuery};
+use crate::{Lang, ScanError};
+
+/// How much each field counts in ranked search. The symbol name weighs most.
+const FIELD_WEIGHTS: [(FieldName, f32); 5] = [
+    (FieldName::Name, 3.0),
+    (FieldName::Qualified, 1.0),
+    (FieldName::Doc, 1.0),
+    (FieldName::Content, 1.0),
+    (FieldName::PathWords, 0.5),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum FieldName {
+    Name,
+    Qualified,
+    Doc,
+    Content,
+    PathWords,
+}
+
+impl FieldName {
+    fn of(self, f: &Fields) -> tantivy::schema::Field {
+        match self {
+            FieldName::Name => f.name,
+            FieldName::Qualified => f.qualified,
+            FieldName::Doc => f.doc,
+            FieldName::Content => f.content,
+            FieldName::PathWords => f.path_words,
+        }
+    }
+}
+
+/// Paging and the filters the CLI offers as flags.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    pub limit: usize,
+    pub offset: usize,
+    /// Lines of context around grep matches and in ranked snippets.
+    pub snippet_lines: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self { limit: 20, offset: 0, snippet_lines: 3 }
+    }
+}
+
+/// Most results one page may hold.
+pub const MAX_LIMIT: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnippetLine {
+    pub line: u32,
+    pub text: String,
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Relative to the workspace root.
+    pub path: String,
+    pub line: u32,
+    pub end_line: u32,
+    pub column: u32,
+    /// The qualified name of the definition (the match's innermost one, in grep mode).
+    pub symbol: Option<String>,
+    pub kind: Option<String>,
+    pub lang: String,
+    pub score: f32,
+    pub snippet: Vec<SnippetLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchResults {
+    /// `ranked` or `grep`.
+    pub mode: String,
+    pub hits: Vec<Hit>,
+    pub offset: usize,
+    /// Whether there are results after this page.
+    pub more: bool,
+    pub elapsed_ms: f64,
+}
+
+fn stored_str(doc: &TantivyDocument, field: tantivy::schema::Field) -> &str {
+    doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+fn stored_u64(doc: &TantivyDocument, field: tantivy::schema::Field) -> u64 {
+    doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+fn lang_terms(f: &Fields, langs: &[Lang]) -> Vec<Term> {
+    let mut names: Vec<&str> = Vec::new();
+    for l in langs {
+        names.push(l.as_str());
+        if l.family() == "typescript" {
+            names.extend(["typescript", "tsx"]);
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(|n| Term::from_field_text(f.lang, n)).collect()
+}
+
+impl Index {
+    /// Answers a query string (see [`crate::query`]).
+    pub fn search(&self, input: &str, options: &SearchOptions) -> Result<SearchResults, ScanError> {
+        let q = query::parse(input)?;
+        self.search_query(&q, options)
+    }
+
+    pub fn search_query(
+        &self,
+        q: &Query,
+        options: &SearchOptions,
+    ) -> Result<SearchResults, ScanError> {
+        if q.is_empty() {
+            return Err(ScanError::Query(
+                "nothing to search for: give words, a \"phrase\", a /regex/ or sym:NAME".into(),
+            ));
+        }
+        if options.limit == 0 || options.limit > MAX_LIMIT {
+            return Err(ScanError::Query(format!("limit must be between 1 and {MAX_LIMIT}")));
+        }
+        let started = Instant::now();
+        let searcher = self.reader.searcher();
+        let (mode, (hits, more)) = if q.is_grep() {
+            ("grep", self.grep(&searcher, q, options)?)
+        } else {
+            ("ranked", self.ranked(&searcher, q, options)?)
+        };
+        Ok(SearchResults {
+            mode: mode.into(),
+            hits,
+            offset: options.offset,
+            more,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The filter clauses shared by both modes.
+    fn filters(&self, q: &Query, clauses: &mut Vec<(Occur, Box<dyn TQuery>)>) {
+        let f = &self.fields;
+        if !q.langs.is_empty() {
+            clauses.push((Occur::Must, Box::new(TermSetQuery::new(lang_terms(f, &q.langs)))));
+        }
+        if !q.not_langs.is_empty() {
+            clauses
+                .push((Occur::MustNot, Box::new(TermSetQuery::new(lang_terms(f, &q.not_langs)))));
+        }
+        if !q.paths.is_empty() || !q.not_paths.is_empty() {
+            // Globs are matched against the known paths; the index then filters by term.
+            let paths: Vec<Term> = self
+                .facts()
+                .files()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|file| q.path_ok(&file.path))
+                .map(|file| Term::from_field_text(f.path, &file.path))
+                .collect();
+            clauses.push((Occur::Must, Box::new(TermSetQuery::new(paths))));
+        }
+    }
+
+    fn ranked(
+        &self,
+        searcher: &Searcher,
+        q: &Query,
+        options: &SearchOptions,
+    ) -> Result<(Vec<Hit>, bool), ScanError> {
+        let f = &self.fields;
+        let mut scoring: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+        let mut query_tokens = HashSet::new();
+        for word in &q.words {
+            for token in tokenize::tokens(word) {
+                if !query_tokens.insert(token.clone()) {
+                    continue;
+                }
+                for (field, weight) in FIELD_WEIGHTS {
+                    let term = Term::from_field_text(field.of(f), &token);
+                    let tq = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                    scoring.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), weight))));
+                }
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+        for name in &q.sym {
+            let mut alternatives: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+            for token in tokenize::tokens(name) {
+                query_tokens.insert(token.clone());
+                let term = Term::from_field_text(f.name, &token);
+                alternatives.push((
+                    Occur::Should,
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
+                ));
+            }
+            if alternatives.is_empty() {
+                return Err(ScanError::Query(format!("sym:{name} has no name characters")));
+            }
+            clauses.push((
+                Occur::Must,
+                Box::new(BoostQuery::new(Box::new(BooleanQuery::new(alternatives)), 3.0)),
+            ));
+        }
+        if !scoring.is_empty() {
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(scoring))));
+        }
+        if !q.sym.is_empty() || !q.kinds.is_empty() {
+            let term = Term::from_field_text(f.doc_kind, "symbol");
+            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        }
+        if !q.kinds.is_empty() {
+            let terms = q.kinds.iter().map(|k| Term::from_field_text(f.sym_kind, k.as_str()));
+            clauses.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
+        }
+        if !q.not_kinds.is_empty() {
+            let terms = q.not_kinds.iter().map(|k| Term::from_field_text(f.sym_kind, k.as_str()));
+            clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(terms))));
+        }
+        for word in &q.not_words {
+            for token in tokenize::tokens(word).into_iter().take(1) {
+                for field in [f.name, f.content, f.doc] {
+                    let term = Term::from_field_text(field, &token);
+                    clauses.push((
+                        Occur::MustNot,
+                        Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                    ));
+                }
+            }
+        }
+        self.filters(q, &mut clauses);
+        let query = BooleanQuery::new(clauses);
+        let wanted = options.offset + options.limit + 1;
+        let collector =
+            TopDocs::with_limit(wanted).tweak_score(move |segment: &tantivy::SegmentReader| {
+                let boost =
+                    segment.fast_fields().u64("boost").ok().map(|c| c.first_or_default_col(100));
+                move |doc: tantivy::DocId, score: tantivy::Score| match &boost {
+                    Some(b) => score * b.get_val(doc) as f32 / 100.0,
+                    None => score,
+                }
+            });
+        let top = searcher.search(&query, &collector)?;
+        let more = top.len() > options.offset + options.limit;
+        let page: Vec<(f32, DocAddress)> =
+            top.into_iter().skip(options.offset).take(options.limit).collect();
+        let mut hits = Vec::with_capacity(page.len());
+        for (score, address) in page {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let path = stored_str(&doc, f.path).to_string();
+            let is_symbol = stored_str(&doc, f.doc_kind) == "symbol";
+            let line = stored_u64(&doc, f.line) as u32;
+            let end_line = stored_u64(&doc, f.end_line) as u32;
+            let snippet =
+                self.ranked_snippet(&path, line, end_line, &query_tokens, options.snippet_lines);
+            hits.push(Hit {
+                symbol: is_symbol.then(|| stored_str(&doc, f.qualified).to_string()),
+                kind: is_symbol.then(|| stored_str(&doc, f.sym_kind).to_string()),
+                lang: stored_str(&doc, f.lang).to_string(),
+                line,
+                end_line,
+                column: stored_u64(&doc, f.column) as u32,
+                score,
+                snippet,
+                path,
+            });
+        }
+        Ok((hits, more))
+    }
+
+    /// Reads a file of the workspace, refusing anything that escapes the root.
+    pub(crate) fn read_file(&self, rel: &str) -> Option<Vec<u8>> {
+        let rel = self.walker().confine(std::path::Path::new(rel)).ok()?;
+        std::fs::read(self.root().join(rel)).ok()
+    }
+
+    /// The definition's first line, and the lines within it that hold most query words.
+    fn ranked_snippet(
+        &self,
+        path: &str,
+        line: u32,
+        end_line: u32,
+        tokens: &HashSet<String>,
+        max_lines: usize,
+    ) -> Vec<SnippetLine> {
+        let Some(bytes) = self.read_file(path) else { return Vec::new() };
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let first = (line.max(1) - 1) as usize;
+        let last = (end_line as usize).min(lines.len());
+        if first >= last {
+            return Vec::new();
+        }
+        let mut scored: Vec<(usize, usize)> = (first..last)
+            .map(|row| {
+                let n = tokenize::tokens(lines[row]).iter().filter(|t| tokens.contains(*t)).count();
+                (row, n)
+            })
+            .filter(|(row, n)| *n > 0 && *row != first)
+            .collect();
+        scored.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut rows: Vec<usize> = std::iter::once(first)
+            .chain(scored.into_iter().map(|(row, _)| row))
+            .take(max_lines.max(1))
+            .collect();
+        if rows.len() < max_lines {
+            for row in first + 1..last {
+                if rows.len() >= max_lines {
+                    break;
+                }
+                if !rows.contains(&row) {
+                    rows.push(row);
+                }
+            }
+        }
+        rows.sort_unstable();
+        rows.into_iter()
+            .map(|row| SnippetLine { line: row as u32 + 1, text: clip(lines[row]) })
+            .collect()
+    }
+
+    fn grep(
+        &self,
+        searcher: &Searcher,
+        q: &Query,
+        options: &SearchOptions,
+    ) -> Result<(Vec<Hit>, bool), ScanError> {
+        let f = &self.fields;
+        // Patterns: every phrase, regex and free word must be on the line.
+        let mut patterns: Vec<(String, bool)> = Vec::new();
+        for p in &q.phrases {
+            patterns.push((regex::escape(p), false));
+        }
+        patterns.extend(q.regexes.iter().cloned());
+        for w in &q.words {
+            patterns.push((regex::escape(w), true));
+        }
+        let mut plan = TriQuery::All;
+        let mut line_regexes = Vec::new();
+        for (pattern, ignore_case) in &patterns {
+            let hir = regex_syntax::ParserBuilder::new()
+                .case_insensitive(*ignore_case)
+                .build()
+                .parse(pattern)
+                .map_err(|e| ScanError::Query(format!("bad regex /{pattern}/: {e}")))?;
+            plan = TriQuery::And(vec![plan, trigram::plan(&hir)]);
+            let regex = RegexBuilder::new(pattern)
+                .case_insensitive(*ignore_case)
+                .build()
+                .map_err(|e| ScanError::Query(format!("bad regex /{pattern}/: {e}")))?;
+            line_regexes.push(regex);
+        }
+        // The first pattern, in multi-line mode, tells quickly whether a file can match.
+        let (first, first_ci) = &patterns[0];
+        let file_filter = RegexBuilder::new(first)
+            .case_insensitive(*first_ci)
+            .multi_line(true)
+            .build()
+            .map_err(|e| ScanError::Query(e.to_string()))?;
+        let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = vec![(
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.doc_kind, "file"),
+                IndexRecordOption::Basic,
+            )),
+        )];
+        clauses.push((Occur::Must, self.trigram_query(&plan)));
+        self.filters(q, &mut clauses);
+        let docs = searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
+        let mut files: Vec<(String, String, f32)> = Vec::with_capacity(docs.len());
+        for address in docs {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let boost = match stored_str(&doc, f.class) {
+                "source" => 1.0,
+                "test" => 0.5,
+                _ => 0.3,
+            };
+            files.push((
+                stored_str(&doc, f.path).to_string(),
+                stored_str(&doc, f.lang).to_string(),
+                boost,
+            ));
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let wanted = options.offset + options.limit + 1;
+        let mut hits: Vec<Hit> = Vec::new();
+        // Files are verified in parallel, in chunks, until the page is full.
+        for chunk in files.chunks(64) {
+            let found: Vec<Vec<Hit>> = chunk
+                .par_iter()
+                .map(|(path, lang, boost)| {
+                    self.grep_file(path, lang, *boost, &file_filter, &line_regexes, options)
+                })
+                .collect();
+            hits.extend(found.into_iter().flatten());
+            if hits.len() >= wanted {
+                break;
+            }
+        }
+        let more = hits.len() > options.offset + options.limit;
+        let mut page: Vec<Hit> =
+            hits.into_iter().skip(options.offset).take(options.limit).collect();
+        let facts = self.facts();
+        for hit in &mut page {
+            if let Ok(Some(s)) = facts.enclosing(&hit.path, hit.line) {
+                hit.symbol = Some(s.symbol.qualified_name);
+                hit.kind = Some(s.symbol.kind.as_str().to_string());
+            }
+        }
+        Ok((page, more))
+    }
+
+    fn grep_file(
+        &self,
+        path: &str,
+        lang: &str,
+        boost: f32,
+        file_filter: &Regex,
+        line_regexes: &[Regex],
+        options: &SearchOptions,
+    ) -> Vec<Hit> {
+        let Some(bytes) = self.read_file(path) else { return Vec::new() };
+        if !file_filter.is_match(&bytes) {
+            return Vec::new();
+        }
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        // A final newline does not start another line.
+        let count = if bytes.last() == Some(&b'\n') { lines.len() - 1 } else { lines.len() };
+        let mut hits = Vec::new();
+        for (row, line) in lines.iter().take(count).enumerate() {
+            let Some(m) = line_regexes[0].find(line) else { continue };
+            if !line_regexes[1..].iter().all(|r| r.is_match(line)) {
+                continue;
+            }
+            let context = options.snippet_lines.saturating_sub(1) / 2;
+            let from = row.saturating_sub(context);
+            let to = (row + context + 1).min(count);
+            hits.push(Hit {
+                path: path.to_string(),
+                line: row as u32 + 1,
+                end_line: row as u32 + 1,
+                column: m.start() as u32 + 1,
+                symbol: None,
+                kind: None,
+                lang: lang.to_string(),
+                score: boost,
+                snippet: (from..to)
+                    .map(|r| SnippetLine {
+                        line: r as u32 + 1,
+                        text: clip(&String::from_utf8_lossy(lines[r])),
+                    })
+                    .collect(),
+            });
+        }
+        hits
+    }
+
+    fn trigram_query(&self, plan: &TriQuery) -> Box<dyn TQuery> {
+        let field = self.fields.trigram;
+        fn build(field: tantivy::schema::Field, plan: &TriQuery) -> Option<Box<dyn TQuery>> {
+            match plan {
+                TriQuery::All => None,
+                TriQuery::Tri(t) => Some(Box::new(TermQuery::new(
+                    Term::from_field_u64(field, u64::from(*t)),
+                    IndexRecordOption::Basic,
+                ))),
+                TriQuery::And(parts) => {
+                    let clauses: Vec<(Occur, Box<dyn TQuery>)> = parts
+                        .iter()
+                        .filter_map(|p| build(field, p))
+                        .map(|q| (Occur::Must, q))
+                        .collect();
+                    (!clauses.is_empty())
+                        .then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn TQuery>)
+                }
+                TriQuery::Or(parts) => {
+                    let mut clauses = Vec::new();
+                    for p in parts {
+                        // One unconstrained alternative makes the whole alternation so.
+                        clauses.push((Occur::Should, build(field, p)?));
+                    }
+                    Some(Box::new(BooleanQuery::new(clauses)))
+                }
+            }
+        }
+        build(field, plan).unwrap_or_else(|| Box::new(AllQuery))
+    }
+}
+
+/// Long lines are cut for display.
+fn clip(line: &str) -> String {
+    let line = line.trim_end_matches('\r');
+    if line.len() <= 300 {
+        return line.to_string();
+    }
+    let mut end = 300;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &line[..end])
+}
