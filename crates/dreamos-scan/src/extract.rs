@@ -18,7 +18,7 @@ use crate::Lang;
 use crate::model::{
     FileFacts, FunctionMetrics, Import, ImportKind, LineCounts, RefKind, Reference, Symbol,
 };
-use crate::rules::{self, Complexity, text};
+use crate::rules::{self, Complexity, Context, text};
 
 /// Longest a single file may take to parse before it is given up (pathological inputs).
 const PARSE_BUDGET: Duration = Duration::from_secs(10);
@@ -74,8 +74,10 @@ enum Exit {
     Unnest,
 }
 
-struct Walker<'a> {
+struct Walker<'a, 't> {
     lang: Lang,
+    /// The ancestors of the node being visited, the parent last.
+    up: Vec<Node<'t>>,
     src: &'a [u8],
     rules: &'static Complexity,
     symbols: Vec<Symbol>,
@@ -98,6 +100,7 @@ pub(crate) fn extract_tree(lang: Lang, src: &[u8], tree: &Tree) -> FileFacts {
     let rows = src.iter().filter(|b| **b == b'\n').count() + 1;
     let mut w = Walker {
         lang,
+        up: Vec::new(),
         src,
         rules: rules::complexity(lang),
         symbols: Vec::new(),
@@ -116,8 +119,10 @@ pub(crate) fn extract_tree(lang: Lang, src: &[u8], tree: &Tree) -> FileFacts {
     let mut cursor = tree.walk();
     let mut depth = 0usize;
     'walk: loop {
-        let descend = w.enter(cursor.node(), depth);
+        let node = cursor.node();
+        let descend = w.enter(node, depth);
         if descend && cursor.goto_first_child() {
+            w.up.push(node);
             depth += 1;
             continue;
         }
@@ -129,6 +134,7 @@ pub(crate) fn extract_tree(lang: Lang, src: &[u8], tree: &Tree) -> FileFacts {
             if !cursor.goto_parent() {
                 break 'walk;
             }
+            w.up.pop();
             depth -= 1;
         }
     }
@@ -141,7 +147,7 @@ fn end_line(node: Node<'_>) -> u32 {
     if end.column == 0 && end.row > start.row { end.row as u32 } else { end.row as u32 + 1 }
 }
 
-impl Walker<'_> {
+impl<'t> Walker<'_, 't> {
     fn mark(lines: &mut [bool], node: Node<'_>) {
         let (a, b) = (node.start_position().row, node.end_position().row);
         for flag in lines.iter_mut().take(b + 1).skip(a) {
@@ -150,8 +156,8 @@ impl Walker<'_> {
     }
 
     /// Visits a node; `false` when its children hold nothing of interest (comments).
-    fn enter(&mut self, node: Node<'_>, depth: usize) -> bool {
-        let kind = node.kind();
+    fn enter(&mut self, node: Node<'t>, depth: usize) -> bool {
+        let kind = rules::kind(self.lang, node);
         if node.is_error() || node.is_missing() {
             self.syntax_errors += 1;
         }
@@ -161,12 +167,12 @@ impl Walker<'_> {
         } else if node.child_count() == 0 {
             Self::mark(&mut self.code_lines, node);
         }
-        self.definition(node, depth);
+        self.definition(node, kind, depth);
         if !self.fns.is_empty() {
             self.complexity(node, kind, depth);
         }
-        self.reference(node);
-        self.import(node);
+        self.reference(node, kind);
+        self.import(node, kind);
         true
     }
 
@@ -194,10 +200,11 @@ impl Walker<'_> {
         }
     }
 
-    fn definition(&mut self, node: Node<'_>, depth: usize) {
+    fn definition(&mut self, node: Node<'t>, kind: &str, depth: usize) {
         let parent = self.containers.last().copied();
         let in_type = parent.is_some_and(|p| rules::is_type_container(self.symbols[p].kind));
-        let Some(def) = rules::definition(self.lang, node, self.src, in_type) else { return };
+        let cx = Context { lang: self.lang, up: &self.up };
+        let Some(def) = rules::definition(&cx, node, kind, self.src, in_type) else { return };
         let sep = self.lang.separator();
         let mut qualified = parent.map(|p| self.symbols[p].qualified_name.clone());
         for scope in &def.scope {
@@ -248,7 +255,7 @@ impl Walker<'_> {
         }
     }
 
-    fn complexity(&mut self, node: Node<'_>, kind: &str, depth: usize) {
+    fn complexity(&mut self, node: Node<'t>, kind: &str, depth: usize) {
         let r = self.rules;
         let is = |list: &[&str]| list.contains(&kind);
         let src = self.src;
@@ -310,12 +317,13 @@ impl Walker<'_> {
             }
         } else if kind == "goto_statement" {
             f.cognitive += 1;
-        } else if let Some(op) = rules::logical_operator(node, src) {
+        } else if let Some(op) = rules::logical_operator(self.lang, node, src) {
             f.cyclomatic += 1;
             // One per sequence of like operators: `a && b && c` costs 1, `a && b || c` 2.
-            let continues = node
-                .parent()
-                .and_then(|p| rules::logical_operator(p, src))
+            let continues = self
+                .up
+                .last()
+                .and_then(|p| rules::logical_operator(self.lang, *p, src))
                 .is_some_and(|p| p == op);
             if !continues {
                 f.cognitive += 1;
@@ -328,18 +336,11 @@ impl Walker<'_> {
         }
     }
 
-    fn reference(&mut self, node: Node<'_>) {
-        let (target, kind) = if let Some(t) = rules::call_target(self.lang, node) {
+    fn reference(&mut self, node: Node<'t>, kind: &str) {
+        let cx = Context { lang: self.lang, up: &self.up };
+        let (target, kind) = if let Some(t) = rules::call_target(self.lang, node, kind) {
             (t, RefKind::Call)
-        } else if rules::is_type_use(node)
-            || (self.lang == Lang::Python
-                && node.kind() == "identifier"
-                && node.parent().is_some_and(|p| {
-                    p.kind() == "type"
-                        || (p.kind() == "argument_list"
-                            && p.parent().is_some_and(|c| c.kind() == "class_definition"))
-                }))
-        {
+        } else if rules::is_type_use(&cx, node, kind) {
             (node, RefKind::Type)
         } else {
             return;
@@ -357,7 +358,22 @@ impl Walker<'_> {
         });
     }
 
-    fn import(&mut self, node: Node<'_>) {
+    fn import(&mut self, node: Node<'t>, kind: &str) {
+        if !matches!(
+            kind,
+            "use_declaration"
+                | "mod_item"
+                | "extern_crate_declaration"
+                | "import_statement"
+                | "import_from_statement"
+                | "export_statement"
+                | "call_expression"
+                | "import_spec"
+                | "import_declaration"
+                | "preproc_include"
+        ) {
+            return;
+        }
         let line = node.start_position().row as u32 + 1;
         let src = self.src;
         let mut push = |target: String, names: Vec<String>, kind: ImportKind| {
@@ -366,7 +382,7 @@ impl Walker<'_> {
                 self.imports.push(Import { target, names, kind, line });
             }
         };
-        match (self.lang, node.kind()) {
+        match (self.lang, kind) {
             (Lang::Rust, "use_declaration") => {
                 if let Some(arg) = node.child_by_field_name("argument") {
                     let mut paths = Vec::new();
@@ -464,7 +480,7 @@ impl Walker<'_> {
         truncate(trimmed, 240)
     }
 
-    fn doc_comment(&mut self, node: Node<'_>) -> Option<String> {
+    fn doc_comment(&mut self, node: Node<'t>) -> Option<String> {
         if self.lang == Lang::Python {
             let body = node.child_by_field_name("body")?;
             let first = body.named_child(0).filter(|s| s.kind() == "expression_statement")?;
@@ -479,8 +495,11 @@ impl Walker<'_> {
             return clean_doc(&content);
         }
         let mut target = node;
-        while let Some(parent) = target.parent().filter(|p| rules::is_wrapper(p.kind())) {
-            target = parent;
+        for parent in self.up.iter().rev() {
+            if !rules::is_wrapper(rules::kind(self.lang, *parent)) {
+                break;
+            }
+            target = *parent;
         }
         let mut comments = Vec::new();
         let mut next_row = target.start_position().row;
@@ -505,36 +524,37 @@ impl Walker<'_> {
                 self.comment_lines[row] = true;
             }
         }
-        let counts = |from: usize, to: usize| {
-            let mut c = LineCounts::default();
-            let lines = self.src.split(|b| *b == b'\n');
-            for (row, line) in lines.enumerate().take(to).skip(from) {
-                if self.code_lines[row] {
-                    c.code += 1;
-                } else if self.comment_lines[row] {
-                    c.comment += 1;
-                } else if line.iter().all(u8::is_ascii_whitespace) {
-                    c.blank += 1;
-                } else {
-                    // Inside a multi-line token that is neither (rare): count it as code.
-                    c.code += 1;
-                }
+        // Each line's class once, then prefix sums: a function's counts are a subtraction.
+        let rows = self.code_lines.len();
+        let mut sums = vec![LineCounts::default(); rows + 1];
+        for (row, line) in self.src.split(|b| *b == b'\n').enumerate().take(rows) {
+            let mut c = sums[row];
+            if self.code_lines[row] {
+                c.code += 1;
+            } else if self.comment_lines[row] {
+                c.comment += 1;
+            } else if line.iter().all(u8::is_ascii_whitespace) {
+                c.blank += 1;
+            } else {
+                // Inside a multi-line token that is neither (rare): count it as code.
+                c.code += 1;
             }
-            c
+            sums[row + 1] = c;
+        }
+        let counts = |from: usize, to: usize| {
+            let (a, b) = (sums[from.min(rows)], sums[to.min(rows)]);
+            LineCounts {
+                code: b.code - a.code,
+                comment: b.comment - a.comment,
+                blank: b.blank - a.blank,
+            }
         };
         // A trailing newline does not start a line of its own.
-        let mut rows = self.code_lines.len();
-        if self.src.last() == Some(&b'\n') {
-            rows -= 1;
-        }
-        let lines = counts(0, rows);
-        for i in 0..self.symbols.len() {
-            let s = &self.symbols[i];
-            if s.metrics.is_some() {
-                let c = counts(s.line as usize - 1, s.end_line as usize);
-                if let Some(m) = self.symbols[i].metrics.as_mut() {
-                    m.lines = c;
-                }
+        let last = if self.src.last() == Some(&b'\n') { rows - 1 } else { rows };
+        let lines = counts(0, last);
+        for s in &mut self.symbols {
+            if let Some(m) = s.metrics.as_mut() {
+                m.lines = counts(s.line as usize - 1, s.end_line as usize);
             }
         }
         FileFacts {

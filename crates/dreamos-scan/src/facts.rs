@@ -1,6 +1,10 @@
 //! Per-file facts of a workspace in SQLite: each file's content hash (what makes updates
-//! incremental), its definitions with their metrics, and its imports. Listings, metrics and
-//! dependency graphs read from here; ranked search reads the tantivy index.
+//! incremental), its line counts, and its definitions (with their metrics) and imports.
+//!
+//! A file's definitions and imports are one compact record (JSON arrays, LZ4-compressed):
+//! they are always read a file at a time, and rows per definition made this store larger
+//! than the source it describes. Listings, metrics and graphs read from here; ranked
+//! search reads the tantivy index.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +12,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FileFacts, FunctionMetrics, Import, ImportKind, LineCounts, Symbol};
+use crate::model::{
+    FileFacts, FunctionMetrics, Import, ImportKind, LineCounts, Symbol, SymbolKind,
+};
 use crate::walk::FileClass;
 use crate::{Lang, ScanError};
 
@@ -21,48 +27,16 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     lang TEXT,
     class TEXT NOT NULL,
-    code INTEGER NOT NULL DEFAULT 0,
-    comment INTEGER NOT NULL DEFAULT 0,
-    blank INTEGER NOT NULL DEFAULT 0,
-    syntax_errors INTEGER NOT NULL DEFAULT 0
+    code INTEGER NOT NULL,
+    comment INTEGER NOT NULL,
+    blank INTEGER NOT NULL,
+    syntax_errors INTEGER NOT NULL,
+    facts BLOB
 );
-CREATE TABLE IF NOT EXISTS symbols (
-    file_id INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    qualified TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    line INTEGER NOT NULL,
-    end_line INTEGER NOT NULL,
-    name_line INTEGER NOT NULL,
-    col INTEGER NOT NULL,
-    signature TEXT NOT NULL,
-    doc TEXT,
-    parent INTEGER,
-    cyclomatic INTEGER,
-    cognitive INTEGER,
-    nesting INTEGER,
-    params INTEGER,
-    code INTEGER,
-    comment INTEGER,
-    blank INTEGER,
-    PRIMARY KEY (file_id, idx)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS symbols_name ON symbols (name);
-CREATE TABLE IF NOT EXISTS imports (
-    file_id INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    target TEXT NOT NULL,
-    names TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    line INTEGER NOT NULL,
-    PRIMARY KEY (file_id, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-/// Docs are kept for listings; long ones are cut.
-const DOC_CHARS: usize = 600;
+/// Docs are kept for listings as their first line, cut at this length.
+const DOC_CHARS: usize = 160;
 
 /// What the facts remember of a file between updates.
 #[derive(Debug, Clone)]
@@ -93,26 +67,125 @@ pub struct SymbolRow {
     pub symbol: Symbol,
 }
 
+/// The stored form of a definition: positional, to keep records small.
+#[derive(Serialize, Deserialize)]
+struct StoredSymbol(
+    String,
+    String,
+    SymbolKind,
+    [u32; 4],
+    String,
+    Option<String>,
+    Option<[u32; 7]>,
+    Option<u32>,
+);
+
+#[derive(Serialize, Deserialize)]
+struct StoredImport(String, Vec<String>, ImportKind, u32);
+
+#[derive(Serialize, Deserialize, Default)]
+struct Record(Vec<StoredSymbol>, Vec<StoredImport>);
+
+fn encode(facts: &FileFacts) -> Vec<u8> {
+    let sep = facts.lang.separator();
+    let symbols = facts
+        .symbols
+        .iter()
+        .map(|s| {
+            // Only what the parent's qualified name and the name do not already say: the
+            // scope written into the name itself (`Widget::` in `Widget::draw`).
+            let prefix = s
+                .parent
+                .map(|p| format!("{}{sep}", facts.symbols[p].qualified_name))
+                .unwrap_or_default();
+            let rest = s.qualified_name.strip_prefix(&prefix).unwrap_or(&s.qualified_name);
+            let scope = rest.strip_suffix(&s.name).unwrap_or(rest).trim_end_matches(sep);
+            StoredSymbol(
+                s.name.clone(),
+                scope.to_string(),
+                s.kind,
+                [s.line, s.end_line, s.name_line, s.column],
+                s.signature.clone(),
+                s.doc
+                    .as_deref()
+                    .and_then(|d| d.lines().next())
+                    .map(|d| d.chars().take(DOC_CHARS).collect()),
+                s.metrics.map(|m| {
+                    [
+                        m.cyclomatic,
+                        m.cognitive,
+                        m.max_nesting,
+                        m.params,
+                        m.lines.code,
+                        m.lines.comment,
+                        m.lines.blank,
+                    ]
+                }),
+                s.parent.map(|p| p as u32),
+            )
+        })
+        .collect();
+    let imports = facts
+        .imports
+        .iter()
+        .map(|i| StoredImport(i.target.clone(), i.names.clone(), i.kind, i.line))
+        .collect();
+    let json = serde_json::to_vec(&Record(symbols, imports)).unwrap_or_default();
+    lz4_flex::compress_prepend_size(&json)
+}
+
+fn decode(
+    blob: Option<Vec<u8>>,
+    lang: Option<Lang>,
+) -> Result<(Vec<Symbol>, Vec<Import>), ScanError> {
+    let Some(blob) = blob else { return Ok((Vec::new(), Vec::new())) };
+    let corrupt =
+        |e: String| ScanError::Config(format!("the facts database is corrupt ({e}); index again"));
+    let json = lz4_flex::decompress_size_prepended(&blob).map_err(|e| corrupt(e.to_string()))?;
+    let Record(stored, imports) =
+        serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    let sep = lang.map_or(".", |l| l.separator());
+    let mut symbols: Vec<Symbol> = Vec::with_capacity(stored.len());
+    for StoredSymbol(name, scope, kind, at, signature, doc, m, parent) in stored {
+        let parent = parent.map(|p| p as usize);
+        let mut parts: Vec<&str> = Vec::new();
+        if let Some(p) = parent.and_then(|p| symbols.get(p)) {
+            parts.push(&p.qualified_name);
+        }
+        if !scope.is_empty() {
+            parts.push(&scope);
+        }
+        parts.push(&name);
+        let qualified_name = parts.join(sep);
+        symbols.push(Symbol {
+            name,
+            qualified_name,
+            kind,
+            line: at[0],
+            end_line: at[1],
+            name_line: at[2],
+            column: at[3],
+            signature,
+            doc,
+            metrics: m.map(|m| FunctionMetrics {
+                cyclomatic: m[0],
+                cognitive: m[1],
+                max_nesting: m[2],
+                params: m[3],
+                lines: LineCounts { code: m[4], comment: m[5], blank: m[6] },
+            }),
+            parent,
+        });
+    }
+    let imports = imports
+        .into_iter()
+        .map(|StoredImport(target, names, kind, line)| Import { target, names, kind, line })
+        .collect();
+    Ok((symbols, imports))
+}
+
 pub(crate) struct Facts {
     conn: Connection,
-}
-
-fn kind_str(kind: ImportKind) -> &'static str {
-    match kind {
-        ImportKind::Import => "import",
-        ImportKind::Include => "include",
-        ImportKind::SystemInclude => "system_include",
-        ImportKind::ModDecl => "mod",
-    }
-}
-
-fn kind_parse(s: &str) -> ImportKind {
-    match s {
-        "include" => ImportKind::Include,
-        "system_include" => ImportKind::SystemInclude,
-        "mod" => ImportKind::ModDecl,
-        _ => ImportKind::Import,
-    }
 }
 
 impl Facts {
@@ -145,27 +218,12 @@ impl Facts {
         Ok(self.conn.transaction()?)
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
+    pub(crate) fn count(&self) -> Result<usize, ScanError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM files", [], |r| r.get::<_, i64>(0))? as usize)
     }
 }
 
-/// Writes within one update's transaction.
-pub(crate) fn set_meta(
-    tx: &rusqlite::Transaction<'_>,
-    key: &str,
-    value: &str,
-) -> Result<(), ScanError> {
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
 pub(crate) fn delete_file(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<(), ScanError> {
-    tx.execute("DELETE FROM symbols WHERE file_id = ?1", [id])?;
-    tx.execute("DELETE FROM imports WHERE file_id = ?1", [id])?;
     tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -194,19 +252,19 @@ pub(crate) struct NewFile<'a> {
     pub lines: LineCounts,
 }
 
-/// Replaces whatever was stored for the file.
+/// Replaces whatever was stored for the file; its new id.
 pub(crate) fn put_file(
     tx: &rusqlite::Transaction<'_>,
     old: Option<i64>,
     file: &NewFile<'_>,
-) -> Result<(), ScanError> {
+) -> Result<i64, ScanError> {
     if let Some(id) = old {
         delete_file(tx, id)?;
     }
     let lines = file.facts.map_or(file.lines, |f| f.lines);
     tx.prepare_cached(
-        "INSERT INTO files (path, hash, size, mtime_ns, lang, class, code, comment, blank, syntax_errors) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO files (path, hash, size, mtime_ns, lang, class, code, comment, blank, \
+         syntax_errors, facts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         file.path,
@@ -219,167 +277,138 @@ pub(crate) fn put_file(
         lines.comment,
         lines.blank,
         file.facts.map_or(0, |f| f.syntax_errors),
+        file.facts.map(encode),
     ])?;
-    let id = tx.last_insert_rowid();
-    let Some(facts) = file.facts else { return Ok(()) };
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO symbols (file_id, idx, name, qualified, kind, line, end_line, name_line, col, \
-         signature, doc, parent, cyclomatic, cognitive, nesting, params, code, comment, blank) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-    )?;
-    for (i, s) in facts.symbols.iter().enumerate() {
-        let m = s.metrics;
-        let doc = s.doc.as_deref().map(|d| d.chars().take(DOC_CHARS).collect::<String>());
-        insert.execute(params![
-            id,
-            i as i64,
-            s.name,
-            s.qualified_name,
-            s.kind.as_str(),
-            s.line,
-            s.end_line,
-            s.name_line,
-            s.column,
-            s.signature,
-            doc,
-            s.parent.map(|p| p as i64),
-            m.map(|m| m.cyclomatic),
-            m.map(|m| m.cognitive),
-            m.map(|m| m.max_nesting),
-            m.map(|m| m.params),
-            m.map(|m| m.lines.code),
-            m.map(|m| m.lines.comment),
-            m.map(|m| m.lines.blank),
-        ])?;
-    }
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO imports (file_id, idx, target, names, kind, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for (i, imp) in facts.imports.iter().enumerate() {
-        insert.execute(params![
-            id,
-            i as i64,
-            imp.target,
-            imp.names.join(","),
-            kind_str(imp.kind),
-            imp.line
-        ])?;
-    }
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }
-
-fn symbol_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SymbolRow> {
-    let kind: String = r.get("kind")?;
-    let metrics = match r.get::<_, Option<u32>>("cyclomatic")? {
-        Some(cyclomatic) => Some(FunctionMetrics {
-            cyclomatic,
-            cognitive: r.get("cognitive")?,
-            max_nesting: r.get("nesting")?,
-            params: r.get("params")?,
-            lines: LineCounts {
-                code: r.get("code")?,
-                comment: r.get("comment")?,
-                blank: r.get("blank")?,
-            },
-        }),
-        None => None,
-    };
-    let lang: Option<String> = r.get("lang")?;
-    Ok(SymbolRow {
-        path: r.get("path")?,
-        lang: lang.and_then(|l| l.parse().ok()),
-        symbol: Symbol {
-            name: r.get("name")?,
-            qualified_name: r.get("qualified")?,
-            kind: kind.parse().unwrap_or(crate::SymbolKind::Function),
-            line: r.get("line")?,
-            end_line: r.get("end_line")?,
-            name_line: r.get("name_line")?,
-            column: r.get("col")?,
-            signature: r.get("signature")?,
-            doc: r.get("doc")?,
-            metrics,
-            parent: r.get::<_, Option<i64>>("parent")?.map(|p| p as usize),
-        },
-    })
-}
-
-const SYMBOL_SELECT: &str =
-    "SELECT f.path, f.lang, s.* FROM symbols s JOIN files f ON f.id = s.file_id";
 
 impl Facts {
+    /// Calls `visit` with each file (in path order) that `keep` accepts, with its
+    /// definitions and imports.
+    pub(crate) fn each_file(
+        &self,
+        mut keep: impl FnMut(&str) -> bool,
+        mut visit: impl FnMut(&str, Option<Lang>, Vec<Symbol>, Vec<Import>),
+    ) -> Result<(), ScanError> {
+        let mut stmt = self.conn.prepare("SELECT path, lang, facts FROM files ORDER BY path")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let path: String = row.get(0)?;
+            if !keep(&path) {
+                continue;
+            }
+            let lang: Option<Lang> = row.get::<_, Option<String>>(1)?.and_then(|l| l.parse().ok());
+            let (symbols, imports) = decode(row.get(2)?, lang)?;
+            visit(&path, lang, symbols, imports);
+        }
+        Ok(())
+    }
+
     /// Definitions, optionally only those with this exact name or kind, in path order.
     pub(crate) fn symbols(
         &self,
         name: Option<&str>,
-        kind: Option<&str>,
-        mut keep: impl FnMut(&str) -> bool,
+        kind: Option<SymbolKind>,
+        keep: impl FnMut(&str) -> bool,
     ) -> Result<Vec<SymbolRow>, ScanError> {
-        let sql = format!(
-            "{SYMBOL_SELECT} WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS NULL OR s.kind = ?2) \
-             ORDER BY f.path, s.idx"
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(params![name, kind])?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let path: String = row.get(0)?;
-            if keep(&path) {
-                out.push(symbol_from_row(row)?);
+        self.each_file(keep, |path, lang, symbols, _| {
+            for symbol in symbols {
+                if name.is_none_or(|n| symbol.name == n) && kind.is_none_or(|k| symbol.kind == k) {
+                    out.push(SymbolRow { path: path.to_string(), lang, symbol });
+                }
             }
-        }
+        })?;
         Ok(out)
     }
 
-    /// The innermost definition around a line of a file.
-    pub(crate) fn enclosing(&self, path: &str, line: u32) -> Result<Option<SymbolRow>, ScanError> {
-        let sql = format!(
-            "{SYMBOL_SELECT} WHERE f.path = ?1 AND s.line <= ?2 AND s.end_line >= ?2 \
-             ORDER BY (s.end_line - s.line), s.idx DESC LIMIT 1"
-        );
-        Ok(self.conn.query_row(&sql, params![path, line], symbol_from_row).optional()?)
+    /// A file by id, with its definitions.
+    pub(crate) fn file_by_id(&self, id: i64) -> Result<Option<(FileRow, Vec<Symbol>)>, ScanError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, lang, class, size, code, comment, blank, syntax_errors, facts \
+             FROM files WHERE id = ?1",
+        )?;
+        let row = stmt
+            .query_row([id], |r| Ok((file_row(r)?, r.get::<_, Option<Vec<u8>>>(8)?)))
+            .optional()?;
+        match row {
+            Some((file, blob)) => {
+                let symbols = decode(blob, file.lang)?.0;
+                Ok(Some((file, symbols)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A file by id, without its definitions.
+    pub(crate) fn file_row(&self, id: i64) -> Result<Option<FileRow>, ScanError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, lang, class, size, code, comment, blank, syntax_errors FROM files WHERE id = ?1",
+        )?;
+        Ok(stmt.query_row([id], file_row).optional()?)
+    }
+
+    /// The definitions of a file by path.
+    pub(crate) fn file_symbols(&self, path: &str) -> Result<Vec<Symbol>, ScanError> {
+        let mut stmt = self.conn.prepare_cached("SELECT lang, facts FROM files WHERE path = ?1")?;
+        let row: Option<(Option<String>, Option<Vec<u8>>)> =
+            stmt.query_row([path], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let Some((lang, blob)) = row else { return Ok(Vec::new()) };
+        Ok(decode(blob, lang.and_then(|l| l.parse().ok()))?.0)
+    }
+
+    /// The ids of the files whose path `keep` accepts.
+    pub(crate) fn ids(&self, mut keep: impl FnMut(&str) -> bool) -> Result<Vec<i64>, ScanError> {
+        let mut stmt = self.conn.prepare("SELECT id, path FROM files")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let path: String = r.get(1)?;
+            if keep(&path) {
+                out.push(r.get(0)?);
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn files(&self) -> Result<Vec<FileRow>, ScanError> {
         let mut stmt = self.conn.prepare(
             "SELECT path, lang, class, size, code, comment, blank, syntax_errors FROM files ORDER BY path",
         )?;
-        let rows = stmt.query_map([], |r| {
-            let lang: Option<String> = r.get(1)?;
-            let class: String = r.get(2)?;
-            Ok(FileRow {
-                path: r.get(0)?,
-                lang: lang.and_then(|l| l.parse().ok()),
-                class: FileClass::parse(&class),
-                size: r.get::<_, i64>(3)? as u64,
-                lines: LineCounts { code: r.get(4)?, comment: r.get(5)?, blank: r.get(6)? },
-                syntax_errors: r.get(7)?,
-            })
-        })?;
+        let rows = stmt.query_map([], file_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every import, with the path of the file that makes it.
+    /// Every import, with the path and language of the file that makes it.
     pub(crate) fn imports(&self) -> Result<Vec<(String, Option<Lang>, Import)>, ScanError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT f.path, f.lang, i.target, i.names, i.kind, i.line FROM imports i \
-             JOIN files f ON f.id = i.file_id ORDER BY f.path, i.idx",
+        let mut out = Vec::new();
+        self.each_file(
+            |_| true,
+            |path, lang, _, imports| {
+                out.extend(imports.into_iter().map(|i| (path.to_string(), lang, i)));
+            },
         )?;
-        let rows = stmt.query_map([], |r| {
-            let lang: Option<String> = r.get(1)?;
-            let names: String = r.get(3)?;
-            let kind: String = r.get(4)?;
-            Ok((
-                r.get::<_, String>(0)?,
-                lang.and_then(|l| l.parse().ok()),
-                Import {
-                    target: r.get(2)?,
-                    names: names.split(',').filter(|n| !n.is_empty()).map(String::from).collect(),
-                    kind: kind_parse(&kind),
-                    line: r.get(5)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(out)
     }
+}
+
+fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    let lang: Option<String> = r.get(1)?;
+    let class: String = r.get(2)?;
+    Ok(FileRow {
+        path: r.get(0)?,
+        lang: lang.and_then(|l| l.parse().ok()),
+        class: FileClass::parse(&class),
+        size: r.get::<_, i64>(3)? as u64,
+        lines: LineCounts { code: r.get(4)?, comment: r.get(5)?, blank: r.get(6)? },
+        syntax_errors: r.get(7)?,
+    })
+}
+
+/// The innermost definition around a line.
+pub(crate) fn innermost(symbols: &[Symbol], line: u32) -> Option<&Symbol> {
+    symbols
+        .iter()
+        .filter(|s| s.line <= line && line <= s.end_line)
+        .min_by_key(|s| s.end_line - s.line)
 }

@@ -20,7 +20,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -33,75 +33,111 @@ use crate::{ScanError, trigram};
 
 /// The tokenizer name registered on every index.
 const CODE: &str = "code";
+/// Updates of at least this many files end with their segments merged into one.
+const MERGE_AFTER: usize = 1_000;
 /// Memory for tantivy's indexing buffers, shared by its threads.
 const WRITER_MEMORY: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
+    /// `file` or `symbol`.
     pub doc_kind: Field,
-    pub path: Field,
+    /// The file's id in the facts; everything a hit shows is read from there.
+    pub file_id: Field,
+    /// The definition's position in its file's list (`u64::MAX` for the file document).
+    pub idx: Field,
     pub path_words: Field,
     pub lang: Field,
-    pub class: Field,
     pub sym_kind: Field,
     pub name: Field,
-    pub qualified: Field,
+    /// The qualified name of the enclosing definition (a method's class).
+    pub container: Field,
     pub doc: Field,
     pub content: Field,
-    pub calls: Field,
+    /// [`rank_code`], a fast field read while scoring.
+    pub rank: Field,
+}
+
+/// The trigram index: one document per file, so that its doc ids are dense and its
+/// postings small.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GramFields {
+    pub file_id: Field,
+    pub lang: Field,
     pub trigram: Field,
-    pub line: Field,
-    pub end_line: Field,
-    pub column: Field,
-    pub signature: Field,
-    pub boost: Field,
+}
+
+/// A raw (untokenized) filter field: no field norms, no stored value.
+fn raw() -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_fieldnorms(false)
+            .set_index_option(IndexRecordOption::Basic),
+    )
+}
+
+fn words(record: IndexRecordOption) -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default().set_tokenizer(CODE).set_index_option(record),
+    )
 }
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let words = |stored: bool| {
-        let indexing = TextFieldIndexing::default()
-            .set_tokenizer(CODE)
-            .set_index_option(IndexRecordOption::WithFreqs);
-        let options = TextOptions::default().set_indexing_options(indexing);
-        if stored { options.set_stored() } else { options }
-    };
     let fields = Fields {
-        doc_kind: b.add_text_field("doc_kind", STRING | STORED),
-        path: b.add_text_field("path", STRING | STORED),
-        path_words: b.add_text_field("path_words", words(false)),
-        lang: b.add_text_field("lang", STRING | STORED),
-        class: b.add_text_field("class", STRING | STORED),
-        sym_kind: b.add_text_field("sym_kind", STRING | STORED),
-        name: b.add_text_field("name", words(true)),
-        qualified: b.add_text_field("qualified", words(true)),
-        doc: b.add_text_field("doc", words(false)),
-        content: b.add_text_field("content", words(false)),
-        calls: b.add_text_field("calls", STRING),
-        trigram: b.add_u64_field("trigram", INDEXED),
-        line: b.add_u64_field("line", STORED),
-        end_line: b.add_u64_field("end_line", STORED),
-        column: b.add_u64_field("column", STORED),
-        signature: b.add_text_field("signature", STORED),
-        boost: b.add_u64_field("boost", FAST),
+        doc_kind: b.add_text_field("doc_kind", raw()),
+        file_id: b.add_u64_field("file_id", INDEXED | STORED),
+        idx: b.add_u64_field("idx", STORED),
+        path_words: b.add_text_field("path_words", words(IndexRecordOption::Basic)),
+        lang: b.add_text_field("lang", raw()),
+        sym_kind: b.add_text_field("sym_kind", raw()),
+        name: b.add_text_field("name", words(IndexRecordOption::WithFreqs)),
+        container: b.add_text_field("container", words(IndexRecordOption::Basic)),
+        doc: b.add_text_field("doc", words(IndexRecordOption::WithFreqs)),
+        content: b.add_text_field("content", words(IndexRecordOption::WithFreqs)),
+        rank: b.add_u64_field("rank", FAST),
     };
     (b.build(), fields)
 }
 
-/// How far a document's score is scaled, in percent: definitions above mentions, and test,
-/// vendored and generated code down.
-fn boost(class: FileClass, kind: Option<SymbolKind>) -> u64 {
-    let by_class = match class {
-        FileClass::Source => 100,
-        FileClass::Test => 50,
-        FileClass::Vendored | FileClass::Generated => 30,
+fn gram_schema() -> (Schema, GramFields) {
+    let mut b = Schema::builder();
+    let fields = GramFields {
+        file_id: b.add_u64_field("file_id", INDEXED | STORED),
+        lang: b.add_text_field("lang", raw()),
+        trigram: b.add_u64_field("trigram", INDEXED),
     };
-    let by_kind = match kind {
-        None => 60,
-        Some(SymbolKind::Macro | SymbolKind::Constant | SymbolKind::Impl) => 85,
-        Some(_) => 100,
+    (b.build(), fields)
+}
+
+fn open_tantivy(dir: &Path, schema: Schema) -> Result<tantivy::Index, ScanError> {
+    std::fs::create_dir_all(dir).map_err(|e| ScanError::io(dir, e))?;
+    let index = match tantivy::Index::open_in_dir(dir) {
+        Ok(index) if index.schema() == schema => index,
+        Ok(_) => {
+            return Err(ScanError::Config(format!(
+                "the index in {} was made by another version; remove it and index again",
+                dir.display()
+            )));
+        }
+        Err(_) => tantivy::Index::create_in_dir(dir, schema)?,
     };
-    by_class * by_kind / 100
+    index.tokenizers().register(CODE, TextAnalyzer::builder(CodeTokenizer::default()).build());
+    Ok(index)
+}
+
+/// What a document is, for ranking at query time: the file's class and the definition's
+/// kind (0 for a file document), packed as `class * 16 + kind`.
+pub(crate) fn rank_code(class: FileClass, kind: Option<SymbolKind>) -> u64 {
+    let class = match class {
+        FileClass::Source => 0,
+        FileClass::Test => 1,
+        FileClass::Vendored => 2,
+        FileClass::Generated => 3,
+    };
+    let kind = kind.map_or(0, |k| SymbolKind::ALL.iter().position(|x| *x == k).unwrap_or(0) + 1);
+    class * 16 + kind as u64
 }
 
 /// How an update is going.
@@ -141,6 +177,7 @@ enum Outcome {
         facts: Option<FileFacts>,
         lines: LineCounts,
         docs: Vec<TantivyDocument>,
+        grams: TantivyDocument,
     },
     Skipped(String),
 }
@@ -149,11 +186,14 @@ pub struct Index {
     root: PathBuf,
     dir: PathBuf,
     walker: Walker,
-    pub(crate) tantivy: tantivy::Index,
     pub(crate) fields: Fields,
     pub(crate) reader: IndexReader,
+    pub(crate) gram_fields: GramFields,
+    pub(crate) gram_reader: IndexReader,
+    tantivy: tantivy::Index,
+    grams: tantivy::Index,
     pub(crate) facts: Mutex<Facts>,
-    writer: Mutex<Option<IndexWriter>>,
+    writers: Mutex<Option<(IndexWriter, IndexWriter)>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -169,23 +209,12 @@ impl Index {
         if !root.is_dir() {
             return Err(ScanError::Config(format!("{} is not a directory", root.display())));
         }
-        let text_dir = dir.join("text");
-        std::fs::create_dir_all(&text_dir).map_err(|e| ScanError::io(&text_dir, e))?;
         let (schema, fields) = schema();
-        let tantivy = match tantivy::Index::open_in_dir(&text_dir) {
-            Ok(index) if index.schema() == schema => index,
-            Ok(_) => {
-                return Err(ScanError::Config(format!(
-                    "the index in {} was made by another version; remove it and index again",
-                    dir.display()
-                )));
-            }
-            Err(_) => tantivy::Index::create_in_dir(&text_dir, schema)?,
-        };
-        tantivy
-            .tokenizers()
-            .register(CODE, TextAnalyzer::builder(CodeTokenizer::default()).build());
+        let tantivy = open_tantivy(&dir.join("text"), schema)?;
+        let (gram_schema, gram_fields) = gram_schema();
+        let grams = open_tantivy(&dir.join("grams"), gram_schema)?;
         let reader = tantivy.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let gram_reader = grams.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let facts = Facts::open(&dir.join("facts.db"))?;
         Ok(Index {
             walker: Walker::new(&root, &config)?,
@@ -194,8 +223,11 @@ impl Index {
             tantivy,
             fields,
             reader,
+            grams,
+            gram_fields,
+            gram_reader,
             facts: Mutex::new(facts),
-            writer: Mutex::new(None),
+            writers: Mutex::new(None),
         })
     }
 
@@ -216,9 +248,7 @@ impl Index {
         path_glob: Option<&str>,
     ) -> Result<Vec<crate::SymbolRow>, ScanError> {
         let glob = path_glob.map(crate::query::path_glob).transpose()?;
-        self.facts().symbols(name, kind.map(|k| k.as_str()), |path| {
-            glob.as_ref().is_none_or(|g| g.is_match(path))
-        })
+        self.facts().symbols(name, kind, |path| glob.as_ref().is_none_or(|g| g.is_match(path)))
     }
 
     pub(crate) fn walker(&self) -> &Walker {
@@ -292,20 +322,24 @@ impl Index {
         !found && abs.exists()
     }
 
-    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Option<IndexWriter>>, ScanError> {
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    #[allow(clippy::type_complexity)]
+    fn writers(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<(IndexWriter, IndexWriter)>>, ScanError> {
+        let mut guard = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             let threads = self.walker.config().threads().clamp(1, 8);
-            let writer = self.tantivy.writer_with_num_threads(threads, WRITER_MEMORY).map_err(
-                |e| match e {
-                    tantivy::TantivyError::LockFailure(..) => ScanError::Conflict(format!(
-                        "the index in {} is being written by another process (a running node?)",
-                        self.dir.display()
-                    )),
-                    other => ScanError::Index(other),
-                },
-            )?;
-            *guard = Some(writer);
+            let busy = |e: tantivy::TantivyError| match e {
+                tantivy::TantivyError::LockFailure(..) => ScanError::Conflict(format!(
+                    "the index in {} is being written by another process (a running node?)",
+                    self.dir.display()
+                )),
+                other => ScanError::Index(other),
+            };
+            let text =
+                self.tantivy.writer_with_num_threads(threads, WRITER_MEMORY).map_err(busy)?;
+            let grams = self.grams.writer_with_num_threads(1, WRITER_MEMORY / 2).map_err(busy)?;
+            *guard = Some((text, grams));
         }
         Ok(guard)
     }
@@ -325,8 +359,13 @@ impl Index {
             ..Progress::default()
         };
         progress(&state);
-        let mut guard = self.writer()?;
-        let writer = guard.as_mut().ok_or_else(|| ScanError::Config("no index writer".into()))?;
+        let mut guard = self.writers()?;
+        let (writer, gram_writer) =
+            guard.as_mut().ok_or_else(|| ScanError::Config("no index writer".into()))?;
+        let forget = |w: &IndexWriter, g: &IndexWriter, id: i64| {
+            w.delete_term(Term::from_field_u64(self.fields.file_id, id as u64));
+            g.delete_term(Term::from_field_u64(self.gram_fields.file_id, id as u64));
+        };
         let mut facts_guard = self.facts();
         let tx = facts_guard.begin()?;
         let threads = self.walker.config().threads();
@@ -357,21 +396,15 @@ impl Index {
                             facts::touch_file(&tx, old.id, candidate.size, candidate.mtime_ns)?;
                         }
                     }
-                    Outcome::Indexed { hash, class, facts, lines, docs } => {
+                    Outcome::Indexed { hash, class, facts, lines, docs, mut grams } => {
                         summary.bytes_read += candidate.size;
-                        if old.is_some() {
+                        if let Some(old) = old {
                             summary.changed += 1;
-                            writer.delete_term(Term::from_field_text(
-                                self.fields.path,
-                                &candidate.rel,
-                            ));
+                            forget(writer, gram_writer, old.id);
                         } else {
                             summary.added += 1;
                         }
                         summary.symbols += facts.as_ref().map_or(0, |f| f.symbols.len());
-                        for doc in docs {
-                            writer.add_document(doc)?;
-                        }
                         let file = NewFile {
                             path: &candidate.rel,
                             hash: &hash,
@@ -381,14 +414,17 @@ impl Index {
                             facts: facts.as_ref(),
                             lines,
                         };
-                        facts::put_file(&tx, old.map(|o| o.id), &file)?;
+                        let id = facts::put_file(&tx, old.map(|o| o.id), &file)? as u64;
+                        for mut doc in docs {
+                            doc.add_u64(self.fields.file_id, id);
+                            writer.add_document(doc)?;
+                        }
+                        grams.add_u64(self.gram_fields.file_id, id);
+                        gram_writer.add_document(grams)?;
                     }
                     Outcome::Skipped(reason) => {
                         if let Some(old) = old {
-                            writer.delete_term(Term::from_field_text(
-                                self.fields.path,
-                                &candidate.rel,
-                            ));
+                            forget(writer, gram_writer, old.id);
                             facts::delete_file(&tx, old.id)?;
                         }
                         summary.skipped.push(Skipped { path: candidate.rel.clone(), reason });
@@ -402,22 +438,30 @@ impl Index {
         });
         result?;
         for rel in &gone {
-            writer.delete_term(Term::from_field_text(self.fields.path, rel));
             if let Some(old) = known.get(rel) {
+                forget(writer, gram_writer, old.id);
                 facts::delete_file(&tx, old.id)?;
                 summary.deleted += 1;
             }
         }
-        facts::set_meta(&tx, "root", &self.root.display().to_string())?;
         writer.commit()?;
+        gram_writer.commit()?;
+        // After a large update, one segment per index: no term dictionary kept twice, and
+        // searches visit one segment. Small updates leave merging to tantivy's policy.
+        if summary.added + summary.changed >= MERGE_AFTER {
+            for (index, w) in [(&self.tantivy, &mut *writer), (&self.grams, &mut *gram_writer)] {
+                let segments = index.searchable_segment_ids()?;
+                if segments.len() > 1 {
+                    w.merge(&segments).wait()?;
+                }
+            }
+        }
         tx.commit()?;
-        summary.files = facts_guard
-            .conn()
-            .query_row("SELECT COUNT(*) FROM files", [], |r| r.get::<_, i64>(0))?
-            as usize;
+        summary.files = facts_guard.count()?;
         drop(facts_guard);
         drop(guard);
         self.reader.reload()?;
+        self.gram_reader.reload()?;
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }
@@ -458,8 +502,14 @@ impl Index {
             blank: lines.iter().filter(|l| l.trim().is_empty()).count() as u32,
             comment: 0,
         };
-        let docs = self.documents(c, class, facts.as_ref(), &bytes, &lines);
-        Outcome::Indexed { hash, class, facts, lines: line_counts, docs }
+        let docs = self.documents(c, class, facts.as_ref(), &text, &lines);
+        let g = &self.gram_fields;
+        let mut grams = TantivyDocument::default();
+        grams.add_text(g.lang, facts.as_ref().map_or("text", |f| f.lang.as_str()));
+        for t in trigram::file_trigrams(&bytes) {
+            grams.add_u64(g.trigram, u64::from(t));
+        }
+        Outcome::Indexed { hash, class, facts, lines: line_counts, docs, grams }
     }
 
     fn documents(
@@ -467,9 +517,10 @@ impl Index {
         c: &Candidate,
         class: FileClass,
         facts: Option<&FileFacts>,
-        bytes: &[u8],
+        text: &str,
         lines: &[&str],
     ) -> Vec<TantivyDocument> {
+        let vocab = crate::compound::Vocab::of_text(text);
         let f = &self.fields;
         let lang = facts.map(|x| x.lang.as_str()).unwrap_or("text");
         let symbols = facts.map_or(&[][..], |x| &x.symbols[..]);
@@ -492,54 +543,40 @@ impl Index {
             target.push_str(line);
             target.push('\n');
         }
-        let mut calls: Vec<Vec<&str>> = vec![Vec::new(); symbols.len()];
-        for r in facts.map_or(&[][..], |x| &x.references[..]) {
-            if let Some(Some(i)) = owner.get(r.line as usize - 1) {
-                calls[*i].push(&r.name);
-            }
-        }
         let mut docs = Vec::with_capacity(symbols.len() + 1);
         let common = |doc: &mut TantivyDocument| {
-            doc.add_text(f.path, &c.rel);
             doc.add_text(f.path_words, &c.rel);
             doc.add_text(f.lang, lang);
-            doc.add_text(f.class, class.as_str());
         };
         let mut file = TantivyDocument::default();
         common(&mut file);
         file.add_text(f.doc_kind, "file");
+        file.add_u64(f.idx, u64::MAX);
         let stem = c.rel.rsplit('/').next().unwrap_or(&c.rel);
         file.add_text(f.name, stem.split('.').next().unwrap_or(stem));
         file.add_text(f.content, &loose);
-        file.add_u64(f.line, 1);
-        file.add_u64(f.end_line, lines.len().max(1) as u64);
-        file.add_u64(f.column, 1);
-        file.add_u64(f.boost, boost(class, None));
-        for t in trigram::file_trigrams(bytes) {
-            file.add_u64(f.trigram, u64::from(t));
-        }
+        file.add_text(f.content, vocab.pieces_of(&loose));
+        file.add_u64(f.rank, rank_code(class, None));
         docs.push(file);
         for (i, s) in symbols.iter().enumerate() {
             let mut doc = TantivyDocument::default();
             common(&mut doc);
             doc.add_text(f.doc_kind, "symbol");
+            doc.add_u64(f.idx, i as u64);
             doc.add_text(f.sym_kind, s.kind.as_str());
             doc.add_text(f.name, &s.name);
-            doc.add_text(f.qualified, &s.qualified_name);
+            if let Some(pieces) = vocab.split(&s.name.to_ascii_lowercase()) {
+                doc.add_text(f.name, pieces.join(" "));
+            }
+            if let Some(p) = s.parent {
+                doc.add_text(f.container, &symbols[p].qualified_name);
+            }
             if let Some(d) = &s.doc {
                 doc.add_text(f.doc, d);
             }
             doc.add_text(f.content, &owned[i]);
-            calls[i].sort_unstable();
-            calls[i].dedup();
-            for name in &calls[i] {
-                doc.add_text(f.calls, name);
-            }
-            doc.add_u64(f.line, u64::from(s.line));
-            doc.add_u64(f.end_line, u64::from(s.end_line));
-            doc.add_u64(f.column, u64::from(s.column));
-            doc.add_text(f.signature, &s.signature);
-            doc.add_u64(f.boost, boost(class, Some(s.kind)));
+            doc.add_text(f.content, vocab.pieces_of(&owned[i]));
+            doc.add_u64(f.rank, rank_code(class, Some(s.kind)));
             docs.push(doc);
         }
         docs

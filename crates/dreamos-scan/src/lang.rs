@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,27 @@ impl Lang {
             Lang::C => tree_sitter_c::LANGUAGE.into(),
             Lang::Cpp => tree_sitter_cpp::LANGUAGE.into(),
         }
+    }
+
+    /// The name of a node kind. `Node::kind` measures and validates the grammar's C string
+    /// on every call; this reads a table made once per language.
+    pub(crate) fn kind_name(self, id: u16) -> &'static str {
+        static TABLES: OnceLock<Vec<Vec<&'static str>>> = OnceLock::new();
+        let tables = TABLES.get_or_init(|| {
+            Lang::ALL
+                .iter()
+                .map(|l| {
+                    // Kept for the life of the process (nine, made once), so that the names
+                    // it hands out are 'static.
+                    let g: &'static tree_sitter::Language = Box::leak(Box::new(l.grammar()));
+                    (0..g.node_kind_count() as u16)
+                        .map(move |i| g.node_kind_for_id(i).unwrap_or(""))
+                        .collect()
+                })
+                .collect()
+        });
+        let index = Lang::ALL.iter().position(|l| *l == self).unwrap_or(0);
+        tables[index].get(id as usize).copied().unwrap_or("")
     }
 
     /// The separator between a symbol's containers in its qualified name.

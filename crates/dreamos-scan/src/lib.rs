@@ -1,7 +1,10 @@
 //! Dream.OS semantic scanner: parses code with tree-sitter, extracts definitions,
 //! references and imports, and indexes them for code search, structure metrics and
 //! dependency graphs. It knows nothing of tasks, HTTP or Discord.
+mod bm25f;
+mod compound;
 mod error;
+mod expand;
 mod extract;
 mod facts;
 pub mod graph;

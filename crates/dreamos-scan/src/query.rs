@@ -89,20 +89,21 @@ pub fn parse(input: &str) -> Result<Query, ScanError> {
             i += 1;
             continue;
         }
-        if c == '"' {
-            let (text, next) = delimited(&chars, i + 1, '"')
-                .ok_or_else(|| ScanError::Query("unterminated \"phrase\"".into()))?;
-            if text.is_empty() {
-                return Err(ScanError::Query("empty \"\" phrase".into()));
-            }
+        if c == '"'
+            && let Some((text, next)) = delimited(&chars, i + 1, '"')
+            && !text.is_empty()
+            && chars.get(next).is_none_or(|c| c.is_whitespace())
+        {
             q.phrases.push(text);
             i = next;
             continue;
         }
-        if c == '/' {
-            let (text, mut next) = delimited(&chars, i + 1, '/').ok_or_else(|| {
-                ScanError::Query("unterminated /regex/ (a literal slash is \\/)".into())
-            })?;
+        // `/` opens a regex only when the text right after it is not a space and the regex
+        // is closed at the end of a word: `x / y` and `and/or` are words.
+        if c == '/'
+            && chars.get(i + 1).is_some_and(|c| !c.is_whitespace() && *c != '/')
+            && let Some((text, mut next)) = delimited(&chars, i + 1, '/')
+        {
             let mut ignore_case = false;
             if chars.get(next) == Some(&'i')
                 && chars.get(next + 1).is_none_or(|c| c.is_whitespace())
@@ -110,17 +111,16 @@ pub fn parse(input: &str) -> Result<Query, ScanError> {
                 ignore_case = true;
                 next += 1;
             }
-            if text.is_empty() {
-                return Err(ScanError::Query("empty // regex".into()));
+            if chars.get(next).is_none_or(|c| c.is_whitespace()) {
+                regex_syntax::ParserBuilder::new()
+                    .case_insensitive(ignore_case)
+                    .build()
+                    .parse(&text)
+                    .map_err(|e| ScanError::Query(format!("bad regex /{text}/: {e}")))?;
+                q.regexes.push((text, ignore_case));
+                i = next;
+                continue;
             }
-            regex_syntax::ParserBuilder::new()
-                .case_insensitive(ignore_case)
-                .build()
-                .parse(&text)
-                .map_err(|e| ScanError::Query(format!("bad regex /{text}/: {e}")))?;
-            q.regexes.push((text, ignore_case));
-            i = next;
-            continue;
         }
         let start = i;
         while i < chars.len() && !chars[i].is_whitespace() {
@@ -212,9 +212,7 @@ mod tests {
     #[test]
     fn bad_queries_say_why() {
         for (input, needle) in [
-            ("\"open", "unterminated"),
             ("/a(b/", "bad regex"),
-            ("/abc", "unterminated"),
             ("lang:cobol", "unknown language"),
             ("kind:widget", "unknown symbol kind"),
             ("path:[", "bad path glob"),
@@ -224,5 +222,10 @@ mod tests {
         }
         // A bare word containing a colon is just a word.
         assert_eq!(parse("std::io").unwrap().words, ["std::io"]);
+        // Slashes and quotes that open nothing are text, as in natural-language questions.
+        for text in ["Return self / other.", "a /-separated PATH", "(a // b)", "say \"hi"] {
+            let q = parse(text).unwrap();
+            assert!(!q.is_grep(), "{text}: {q:?}");
+        }
     }
 }

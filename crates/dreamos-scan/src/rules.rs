@@ -18,6 +18,11 @@ pub(crate) struct Def {
     pub scope: Vec<String>,
 }
 
+/// A node's kind, through the language's table.
+pub(crate) fn kind(lang: Lang, node: Node<'_>) -> &'static str {
+    lang.kind_name(node.kind_id())
+}
+
 pub(crate) fn text<'a>(node: Node<'_>, src: &'a [u8]) -> &'a str {
     std::str::from_utf8(&src[node.byte_range()]).unwrap_or("")
 }
@@ -64,20 +69,44 @@ fn is_constant_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The definition at `node`, if it is one. `in_type`: the enclosing definition is a type.
-pub(crate) fn definition(lang: Lang, node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
-    match lang {
-        Lang::Rust => rust_def(node, src, in_type),
-        Lang::Python => python_def(node, src, in_type),
-        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => js_def(node, src, in_type),
-        Lang::Go => go_def(node, src),
-        Lang::Java => java_def(node, src),
-        Lang::C | Lang::Cpp => c_def(lang, node, src, in_type),
+/// Where a node sits: its ancestors, the parent last.
+pub(crate) struct Context<'c, 't> {
+    pub lang: Lang,
+    pub up: &'c [Node<'t>],
+}
+
+impl<'t> Context<'_, 't> {
+    /// The ancestor `n` levels up (1: the parent).
+    pub fn up(&self, n: usize) -> Option<Node<'t>> {
+        self.up.len().checked_sub(n).map(|i| self.up[i])
+    }
+
+    pub fn up_kind(&self, n: usize) -> &'static str {
+        self.up(n).map_or("", |p| kind(self.lang, p))
     }
 }
 
-fn rust_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
-    let kind = match node.kind() {
+/// The definition at `node` (of kind `k`), if it is one. `in_type`: the enclosing
+/// definition is a type.
+pub(crate) fn definition(
+    cx: &Context<'_, '_>,
+    node: Node<'_>,
+    k: &str,
+    src: &[u8],
+    in_type: bool,
+) -> Option<Def> {
+    match cx.lang {
+        Lang::Rust => rust_def(node, k, src, in_type),
+        Lang::Python => python_def(cx, node, k, src, in_type),
+        Lang::JavaScript | Lang::TypeScript | Lang::Tsx => js_def(cx, node, k, src, in_type),
+        Lang::Go => go_def(node, k, src),
+        Lang::Java => java_def(node, k, src),
+        Lang::C | Lang::Cpp => c_def(cx.lang, node, k, src, in_type),
+    }
+}
+
+fn rust_def(node: Node<'_>, k: &str, src: &[u8], in_type: bool) -> Option<Def> {
+    let kind = match k {
         "function_item" | "function_signature_item" => callable(in_type),
         "struct_item" => SymbolKind::Struct,
         "enum_item" => SymbolKind::Enum,
@@ -100,17 +129,23 @@ fn rust_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
     by_field(kind, node, src)
 }
 
-fn python_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
-    match node.kind() {
+fn python_def(
+    cx: &Context<'_, '_>,
+    node: Node<'_>,
+    k: &str,
+    src: &[u8],
+    in_type: bool,
+) -> Option<Def> {
+    match k {
         "function_definition" => by_field(callable(in_type), node, src),
         "class_definition" => by_field(SymbolKind::Class, node, src),
         // `MAX_SIZE = 10` at module or class level.
         "assignment" => {
-            let statement = node.parent().filter(|p| p.kind() == "expression_statement")?;
-            let scope = statement.parent()?;
-            let top = scope.kind() == "module"
-                || (scope.kind() == "block"
-                    && scope.parent().is_some_and(|c| c.kind() == "class_definition"));
+            if cx.up_kind(1) != "expression_statement" {
+                return None;
+            }
+            let top = cx.up_kind(2) == "module"
+                || (cx.up_kind(2) == "block" && cx.up_kind(3) == "class_definition");
             let left = field(node, "left").filter(|l| l.kind() == "identifier")?;
             (top && is_constant_name(text(left, src)))
                 .then(|| named(SymbolKind::Constant, left, src))
@@ -120,8 +155,8 @@ fn python_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
     }
 }
 
-fn js_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
-    let kind = match node.kind() {
+fn js_def(cx: &Context<'_, '_>, node: Node<'_>, k: &str, src: &[u8], in_type: bool) -> Option<Def> {
+    let kind = match k {
         "function_declaration" | "generator_function_declaration" | "function_signature" => {
             SymbolKind::Function
         }
@@ -143,11 +178,9 @@ fn js_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
                 ) => callable(in_type),
                 Some("class") => SymbolKind::Class,
                 _ => {
-                    let declaration = node.parent()?;
-                    let top = declaration
-                        .parent()
-                        .is_some_and(|p| matches!(p.kind(), "program" | "export_statement"));
-                    let is_const = declaration.child(0).is_some_and(|k| k.kind() == "const");
+                    let declaration = cx.up(1)?;
+                    let top = matches!(cx.up_kind(2), "program" | "export_statement");
+                    let is_const = declaration.child(0).is_some_and(|c| c.kind() == "const");
                     if top && is_const && is_constant_name(text(name, src)) {
                         SymbolKind::Constant
                     } else {
@@ -162,8 +195,8 @@ fn js_def(node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
     by_field(kind, node, src)
 }
 
-fn go_def(node: Node<'_>, src: &[u8]) -> Option<Def> {
-    match node.kind() {
+fn go_def(node: Node<'_>, k: &str, src: &[u8]) -> Option<Def> {
+    match k {
         "function_declaration" => by_field(SymbolKind::Function, node, src),
         "method_declaration" => {
             let mut def = by_field(SymbolKind::Method, node, src)?;
@@ -195,8 +228,8 @@ fn go_def(node: Node<'_>, src: &[u8]) -> Option<Def> {
     }
 }
 
-fn java_def(node: Node<'_>, src: &[u8]) -> Option<Def> {
-    let kind = match node.kind() {
+fn java_def(node: Node<'_>, k: &str, src: &[u8]) -> Option<Def> {
+    let kind = match k {
         "class_declaration" | "record_declaration" => SymbolKind::Class,
         "interface_declaration" | "annotation_type_declaration" => SymbolKind::Interface,
         "enum_declaration" => SymbolKind::Enum,
@@ -217,12 +250,12 @@ fn java_def(node: Node<'_>, src: &[u8]) -> Option<Def> {
     by_field(kind, node, src)
 }
 
-fn c_def(lang: Lang, node: Node<'_>, src: &[u8], in_type: bool) -> Option<Def> {
+fn c_def(lang: Lang, node: Node<'_>, k: &str, src: &[u8], in_type: bool) -> Option<Def> {
     let with_body = |kind| {
         field(node, "body")?;
         by_field(kind, node, src)
     };
-    match node.kind() {
+    match k {
         "function_definition" => {
             let (name, scope) = declarator_name(field(node, "declarator")?, src)?;
             let mut def = named(SymbolKind::Function, name, src)?;
@@ -287,9 +320,9 @@ pub(crate) fn is_comment(kind: &str) -> bool {
     matches!(kind, "comment" | "line_comment" | "block_comment")
 }
 
-/// The name called at a call node, if `node` is one.
-pub(crate) fn call_target<'t>(lang: Lang, node: Node<'t>) -> Option<Node<'t>> {
-    let callee = match (lang, node.kind()) {
+/// The name called at a call node (of kind `k`), if `node` is one.
+pub(crate) fn call_target<'t>(lang: Lang, node: Node<'t>, k: &str) -> Option<Node<'t>> {
+    let callee = match (lang, k) {
         (Lang::Rust, "macro_invocation") => field(node, "macro")?,
         (Lang::Java, "method_invocation") => return field(node, "name"),
         (Lang::Java, "object_creation_expression") => field(node, "type")?,
@@ -299,13 +332,13 @@ pub(crate) fn call_target<'t>(lang: Lang, node: Node<'t>) -> Option<Node<'t>> {
         (Lang::Python, "call") | (_, "call_expression") => field(node, "function")?,
         _ => return None,
     };
-    last_name(callee)
+    last_name(lang, callee)
 }
 
 /// The last plain name of a callee expression: `a.b.c` -> `c`, `X::new` -> `new`.
-fn last_name(mut node: Node<'_>) -> Option<Node<'_>> {
+fn last_name(lang: Lang, mut node: Node<'_>) -> Option<Node<'_>> {
     loop {
-        match node.kind() {
+        match kind(lang, node) {
             "identifier"
             | "field_identifier"
             | "property_identifier"
@@ -326,14 +359,18 @@ fn last_name(mut node: Node<'_>) -> Option<Node<'_>> {
     }
 }
 
-/// Whether a `type_identifier` node is a use of a type (not the name of a definition).
-pub(crate) fn is_type_use(node: Node<'_>) -> bool {
-    if node.kind() != "type_identifier" {
-        return false;
-    }
-    match node.parent() {
-        Some(p) => p.child_by_field_name("name").is_none_or(|n| n.id() != node.id()),
-        None => true,
+/// Whether a node (of kind `k`) is a use of a type, not the name of a definition.
+pub(crate) fn is_type_use(cx: &Context<'_, '_>, node: Node<'_>, k: &str) -> bool {
+    match (cx.lang, k) {
+        (Lang::Python, "identifier") => {
+            cx.up_kind(1) == "type"
+                || (cx.up_kind(1) == "argument_list" && cx.up_kind(2) == "class_definition")
+        }
+        (_, "type_identifier") => match cx.up(1) {
+            Some(p) => p.child_by_field_name("name").is_none_or(|n| n.id() != node.id()),
+            None => true,
+        },
+        _ => false,
     }
 }
 
@@ -428,8 +465,8 @@ pub(crate) fn is_default_case(node: Node<'_>, src: &[u8]) -> bool {
 }
 
 /// The logical operator of a binary node (`&&`, `||`, `and`, `or`, `??`), if it is one.
-pub(crate) fn logical_operator<'a>(node: Node<'_>, src: &'a [u8]) -> Option<&'a str> {
-    if !matches!(node.kind(), "binary_expression" | "boolean_operator") {
+pub(crate) fn logical_operator<'a>(lang: Lang, node: Node<'_>, src: &'a [u8]) -> Option<&'a str> {
+    if !matches!(kind(lang, node), "binary_expression" | "boolean_operator") {
         return None;
     }
     let op = text(field(node, "operator")?, src);

@@ -7,32 +7,89 @@ use std::time::Instant;
 use rayon::prelude::*;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, Occur, Query as TQuery, TermQuery, TermSetQuery,
-};
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query as TQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use crate::index::{Fields, Index};
 use crate::query::{self, Query};
-use crate::tokenize;
 use crate::trigram::{self, TriQuery};
 use crate::{Lang, ScanError};
+use crate::{bm25f, expand, tokenize};
 
-/// How much each field counts in ranked search. The symbol name weighs most.
-const FIELD_WEIGHTS: [(FieldName, f32); 5] = [
-    (FieldName::Name, 3.0),
-    (FieldName::Qualified, 1.0),
-    (FieldName::Doc, 1.0),
-    (FieldName::Content, 1.0),
-    (FieldName::PathWords, 0.5),
-];
+/// Ranking parameters, tuned on the search-quality benchmark's development split (the
+/// Python standard library: docstring first sentence -> function) and checked to move
+/// MRR@10 smoothly rather than on a knife's edge. BENCHMARKS.md has the runs.
+#[derive(Debug, Clone)]
+struct Knobs {
+    /// BM25F field weights: the symbol name weighs most, then the enclosing definition.
+    fields: [(FieldName, f32); 5],
+    /// Score factors by file class: source, test, vendored, generated.
+    class: [f32; 4],
+    /// Factor of file documents (module-level code: mentions rather than definitions), of
+    /// containers (classes, structs, ...: a question is more often about what a function
+    /// does), and of minor definitions (constants, macros, impl blocks, type aliases).
+    file_doc: f32,
+    container_kinds: f32,
+    minor_kinds: f32,
+    /// Weights of a question word's other forms and of its abbreviations.
+    forms: f32,
+    abbrev: f32,
+    k1: f32,
+    b_name: f32,
+    b_text: f32,
+}
+
+const KNOBS: Knobs = Knobs {
+    fields: [
+        (FieldName::Name, 6.0),
+        (FieldName::Container, 3.0),
+        (FieldName::Doc, 1.0),
+        (FieldName::Content, 1.0),
+        (FieldName::PathWords, 0.5),
+    ],
+    class: [1.0, 0.5, 0.3, 0.3],
+    file_doc: 0.3,
+    container_kinds: 0.5,
+    minor_kinds: 0.85,
+    forms: 0.3,
+    abbrev: 0.3,
+    k1: 2.0,
+    b_name: 0.75,
+    b_text: 0.9,
+};
+
+impl Knobs {
+    /// The factor of every rank code (see `index::rank_code`).
+    fn factors(&self) -> std::sync::Arc<Vec<f32>> {
+        use crate::SymbolKind as K;
+        let mut out = vec![1.0; 64];
+        for (class, class_factor) in self.class.iter().enumerate() {
+            out[class * 16] = class_factor * self.file_doc;
+            for (i, kind) in K::ALL.iter().enumerate() {
+                let kind_factor = match kind {
+                    K::Class
+                    | K::Struct
+                    | K::Enum
+                    | K::Union
+                    | K::Interface
+                    | K::Trait
+                    | K::Module => self.container_kinds,
+                    K::Impl | K::Macro | K::Constant | K::Type => self.minor_kinds,
+                    K::Function | K::Method => 1.0,
+                };
+                out[class * 16 + i + 1] = class_factor * kind_factor;
+            }
+        }
+        std::sync::Arc::new(out)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 enum FieldName {
     Name,
-    Qualified,
+    Container,
     Doc,
     Content,
     PathWords,
@@ -42,7 +99,7 @@ impl FieldName {
     fn of(self, f: &Fields) -> tantivy::schema::Field {
         match self {
             FieldName::Name => f.name,
-            FieldName::Qualified => f.qualified,
+            FieldName::Container => f.container,
             FieldName::Doc => f.doc,
             FieldName::Content => f.content,
             FieldName::PathWords => f.path_words,
@@ -101,15 +158,11 @@ pub struct SearchResults {
     pub elapsed_ms: f64,
 }
 
-fn stored_str(doc: &TantivyDocument, field: tantivy::schema::Field) -> &str {
-    doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("")
-}
-
 fn stored_u64(doc: &TantivyDocument, field: tantivy::schema::Field) -> u64 {
     doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0)
 }
 
-fn lang_terms(f: &Fields, langs: &[Lang]) -> Vec<Term> {
+fn lang_terms(field: tantivy::schema::Field, langs: &[Lang]) -> Vec<Term> {
     let mut names: Vec<&str> = Vec::new();
     for l in langs {
         names.push(l.as_str());
@@ -119,7 +172,7 @@ fn lang_terms(f: &Fields, langs: &[Lang]) -> Vec<Term> {
     }
     names.sort_unstable();
     names.dedup();
-    names.into_iter().map(|n| Term::from_field_text(f.lang, n)).collect()
+    names.into_iter().map(|n| Term::from_field_text(field, n)).collect()
 }
 
 impl Index {
@@ -143,11 +196,10 @@ impl Index {
             return Err(ScanError::Query(format!("limit must be between 1 and {MAX_LIMIT}")));
         }
         let started = Instant::now();
-        let searcher = self.reader.searcher();
         let (mode, (hits, more)) = if q.is_grep() {
-            ("grep", self.grep(&searcher, q, options)?)
+            ("grep", self.grep(q, options)?)
         } else {
-            ("ranked", self.ranked(&searcher, q, options)?)
+            ("ranked", self.ranked(&self.reader.searcher(), q, options)?)
         };
         Ok(SearchResults {
             mode: mode.into(),
@@ -158,28 +210,35 @@ impl Index {
         })
     }
 
-    /// The filter clauses shared by both modes.
-    fn filters(&self, q: &Query, clauses: &mut Vec<(Occur, Box<dyn TQuery>)>) {
-        let f = &self.fields;
+    /// The filter clauses shared by both modes, over an index's own path and lang fields.
+    fn filters(
+        &self,
+        q: &Query,
+        id_field: tantivy::schema::Field,
+        lang_field: tantivy::schema::Field,
+        clauses: &mut Vec<(Occur, Box<dyn TQuery>)>,
+    ) -> Result<(), ScanError> {
         if !q.langs.is_empty() {
-            clauses.push((Occur::Must, Box::new(TermSetQuery::new(lang_terms(f, &q.langs)))));
+            clauses
+                .push((Occur::Must, Box::new(TermSetQuery::new(lang_terms(lang_field, &q.langs)))));
         }
         if !q.not_langs.is_empty() {
-            clauses
-                .push((Occur::MustNot, Box::new(TermSetQuery::new(lang_terms(f, &q.not_langs)))));
+            clauses.push((
+                Occur::MustNot,
+                Box::new(TermSetQuery::new(lang_terms(lang_field, &q.not_langs))),
+            ));
         }
         if !q.paths.is_empty() || !q.not_paths.is_empty() {
-            // Globs are matched against the known paths; the index then filters by term.
-            let paths: Vec<Term> = self
+            // Globs are matched against the known paths; the index then filters by file id.
+            let ids: Vec<Term> = self
                 .facts()
-                .files()
-                .unwrap_or_default()
+                .ids(|path| q.path_ok(path))?
                 .into_iter()
-                .filter(|file| q.path_ok(&file.path))
-                .map(|file| Term::from_field_text(f.path, &file.path))
+                .map(|id| Term::from_field_u64(id_field, id as u64))
                 .collect();
-            clauses.push((Occur::Must, Box::new(TermSetQuery::new(paths))));
+            clauses.push((Occur::Must, Box::new(TermSetQuery::new(ids))));
         }
+        Ok(())
     }
 
     fn ranked(
@@ -189,41 +248,60 @@ impl Index {
         options: &SearchOptions,
     ) -> Result<(Vec<Hit>, bool), ScanError> {
         let f = &self.fields;
-        let mut scoring: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+        let knobs = &KNOBS;
         let mut query_tokens = HashSet::new();
+        let mut tokens: Vec<String> = Vec::new();
         for word in &q.words {
             for token in tokenize::tokens(word) {
-                if !query_tokens.insert(token.clone()) {
-                    continue;
-                }
-                for (field, weight) in FIELD_WEIGHTS {
-                    let term = Term::from_field_text(field.of(f), &token);
-                    let tq = TermQuery::new(term, IndexRecordOption::WithFreqs);
-                    scoring.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), weight))));
+                if query_tokens.insert(token.clone()) {
+                    tokens.push(token);
                 }
             }
         }
+        // A question drops its function words, unless nothing else is left.
+        let meaningful: Vec<&String> =
+            tokens.iter().filter(|t| !expand::is_stopword(t) && t.len() > 1).collect();
+        let kept: Vec<&String> = if meaningful.is_empty() || tokens.len() < 3 {
+            tokens.iter().collect()
+        } else {
+            meaningful
+        };
+        let exists = |t: &str| {
+            searcher.doc_freq(&Term::from_field_text(f.content, t)).unwrap_or(0) > 0
+                || searcher.doc_freq(&Term::from_field_text(f.name, t)).unwrap_or(0) > 0
+        };
+        let mut terms: Vec<bm25f::QueryTerm> = Vec::new();
+        for token in kept {
+            terms.push(bm25f::QueryTerm { text: token.clone(), weight: 1.0 });
+            for form in expand::forms(token) {
+                if !query_tokens.contains(&form) && exists(&form) {
+                    terms.push(bm25f::QueryTerm { text: form, weight: knobs.forms });
+                }
+            }
+            for abbrev in expand::abbreviations(token) {
+                if !query_tokens.contains(abbrev) && exists(abbrev) {
+                    terms.push(bm25f::QueryTerm { text: abbrev.to_string(), weight: knobs.abbrev });
+                }
+            }
+        }
+        // Filters decide which documents may appear; they do not score.
         let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
         for name in &q.sym {
             let mut alternatives: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
             for token in tokenize::tokens(name) {
-                query_tokens.insert(token.clone());
+                if query_tokens.insert(token.clone()) {
+                    terms.push(bm25f::QueryTerm { text: token.clone(), weight: 1.0 });
+                }
                 let term = Term::from_field_text(f.name, &token);
                 alternatives.push((
                     Occur::Should,
-                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
                 ));
             }
             if alternatives.is_empty() {
                 return Err(ScanError::Query(format!("sym:{name} has no name characters")));
             }
-            clauses.push((
-                Occur::Must,
-                Box::new(BoostQuery::new(Box::new(BooleanQuery::new(alternatives)), 3.0)),
-            ));
-        }
-        if !scoring.is_empty() {
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(scoring))));
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(alternatives))));
         }
         if !q.sym.is_empty() || !q.kinds.is_empty() {
             let term = Term::from_field_text(f.doc_kind, "symbol");
@@ -248,41 +326,70 @@ impl Index {
                 }
             }
         }
-        self.filters(q, &mut clauses);
-        let query = BooleanQuery::new(clauses);
+        self.filters(q, f.file_id, f.lang, &mut clauses)?;
+        if !clauses.is_empty() && clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
+        let filter = (!clauses.is_empty()).then(|| BooleanQuery::new(clauses));
+        // Only symbol names count when only names were asked for.
+        let fields: Vec<bm25f::FieldSpec> = if q.words.is_empty() {
+            vec![bm25f::FieldSpec { field: f.name, weight: 1.0, b: knobs.b_name }]
+        } else {
+            knobs
+                .fields
+                .iter()
+                .filter(|(_, w)| *w > 0.0)
+                .map(|(name, w)| bm25f::FieldSpec {
+                    field: name.of(f),
+                    weight: *w,
+                    b: match name {
+                        FieldName::Name | FieldName::Container => knobs.b_name,
+                        _ => knobs.b_text,
+                    },
+                })
+                .collect()
+        };
+        let factors = knobs.factors();
         let wanted = options.offset + options.limit + 1;
-        let collector =
-            TopDocs::with_limit(wanted).tweak_score(move |segment: &tantivy::SegmentReader| {
-                let boost =
-                    segment.fast_fields().u64("boost").ok().map(|c| c.first_or_default_col(100));
-                move |doc: tantivy::DocId, score: tantivy::Score| match &boost {
-                    Some(b) => score * b.get_val(doc) as f32 / 100.0,
-                    None => score,
-                }
-            });
-        let top = searcher.search(&query, &collector)?;
+        let params = bm25f::Params {
+            fields: &fields,
+            k1: knobs.k1,
+            filter: filter.as_ref().map(|q| q as &dyn TQuery),
+            factors: &factors,
+            limit: wanted,
+        };
+        let top = bm25f::top_docs(searcher, &terms, &params)?;
         let more = top.len() > options.offset + options.limit;
         let page: Vec<(f32, DocAddress)> =
             top.into_iter().skip(options.offset).take(options.limit).collect();
         let mut hits = Vec::with_capacity(page.len());
+        let facts = self.facts();
         for (score, address) in page {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let path = stored_str(&doc, f.path).to_string();
-            let is_symbol = stored_str(&doc, f.doc_kind) == "symbol";
-            let line = stored_u64(&doc, f.line) as u32;
-            let end_line = stored_u64(&doc, f.end_line) as u32;
-            let snippet =
-                self.ranked_snippet(&path, line, end_line, &query_tokens, options.snippet_lines);
-            hits.push(Hit {
-                symbol: is_symbol.then(|| stored_str(&doc, f.qualified).to_string()),
-                kind: is_symbol.then(|| stored_str(&doc, f.sym_kind).to_string()),
-                lang: stored_str(&doc, f.lang).to_string(),
+            let id = stored_u64(&doc, f.file_id) as i64;
+            let Some((file, symbols)) = facts.file_by_id(id)? else { continue };
+            let symbol = symbols.get(stored_u64(&doc, f.idx) as usize);
+            let (line, end_line, column) = match symbol {
+                Some(s) => (s.line, s.end_line, s.column),
+                None => (1, file.lines.total().max(1), 1),
+            };
+            let snippet = self.ranked_snippet(
+                &file.path,
                 line,
                 end_line,
-                column: stored_u64(&doc, f.column) as u32,
+                &query_tokens,
+                options.snippet_lines,
+            );
+            hits.push(Hit {
+                symbol: symbol.map(|s| s.qualified_name.clone()),
+                kind: symbol.map(|s| s.kind.as_str().to_string()),
+                lang: file.lang.map_or("text", |l| l.as_str()).to_string(),
+                line,
+                end_line,
+                column,
                 score,
                 snippet,
-                path,
+                path: file.path,
             });
         }
         Ok((hits, more))
@@ -339,13 +446,8 @@ impl Index {
             .collect()
     }
 
-    fn grep(
-        &self,
-        searcher: &Searcher,
-        q: &Query,
-        options: &SearchOptions,
-    ) -> Result<(Vec<Hit>, bool), ScanError> {
-        let f = &self.fields;
+    fn grep(&self, q: &Query, options: &SearchOptions) -> Result<(Vec<Hit>, bool), ScanError> {
+        let g = &self.gram_fields;
         // Patterns: every phrase, regex and free word must be on the line.
         let mut patterns: Vec<(String, bool)> = Vec::new();
         for p in &q.phrases {
@@ -377,29 +479,29 @@ impl Index {
             .multi_line(true)
             .build()
             .map_err(|e| ScanError::Query(e.to_string()))?;
-        let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = vec![(
-            Occur::Must,
-            Box::new(TermQuery::new(
-                Term::from_field_text(f.doc_kind, "file"),
-                IndexRecordOption::Basic,
-            )),
-        )];
-        clauses.push((Occur::Must, self.trigram_query(&plan)));
-        self.filters(q, &mut clauses);
+        let mut clauses: Vec<(Occur, Box<dyn TQuery>)> =
+            vec![(Occur::Must, self.trigram_query(&plan))];
+        self.filters(q, g.file_id, g.lang, &mut clauses)?;
+        let searcher = self.gram_reader.searcher();
         let docs = searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
         let mut files: Vec<(String, String, f32)> = Vec::with_capacity(docs.len());
-        for address in docs {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let boost = match stored_str(&doc, f.class) {
-                "source" => 1.0,
-                "test" => 0.5,
-                _ => 0.3,
-            };
-            files.push((
-                stored_str(&doc, f.path).to_string(),
-                stored_str(&doc, f.lang).to_string(),
-                boost,
-            ));
+        {
+            let facts = self.facts();
+            for address in docs {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                let id = stored_u64(&doc, g.file_id) as i64;
+                let Some(file) = facts.file_row(id)? else { continue };
+                let boost = match file.class {
+                    crate::walk::FileClass::Source => 1.0,
+                    crate::walk::FileClass::Test => 0.5,
+                    _ => 0.3,
+                };
+                files.push((
+                    file.path,
+                    file.lang.map_or("text", |l| l.as_str()).to_string(),
+                    boost,
+                ));
+            }
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let wanted = options.offset + options.limit + 1;
@@ -421,10 +523,14 @@ impl Index {
         let mut page: Vec<Hit> =
             hits.into_iter().skip(options.offset).take(options.limit).collect();
         let facts = self.facts();
+        let mut symbols: (String, Vec<crate::Symbol>) = (String::new(), Vec::new());
         for hit in &mut page {
-            if let Ok(Some(s)) = facts.enclosing(&hit.path, hit.line) {
-                hit.symbol = Some(s.symbol.qualified_name);
-                hit.kind = Some(s.symbol.kind.as_str().to_string());
+            if symbols.0 != hit.path {
+                symbols = (hit.path.clone(), facts.file_symbols(&hit.path)?);
+            }
+            if let Some(s) = crate::facts::innermost(&symbols.1, hit.line) {
+                hit.symbol = Some(s.qualified_name.clone());
+                hit.kind = Some(s.kind.as_str().to_string());
             }
         }
         Ok((page, more))
@@ -476,7 +582,7 @@ impl Index {
     }
 
     fn trigram_query(&self, plan: &TriQuery) -> Box<dyn TQuery> {
-        let field = self.fields.trigram;
+        let field = self.gram_fields.trigram;
         fn build(field: tantivy::schema::Field, plan: &TriQuery) -> Option<Box<dyn TQuery>> {
             match plan {
                 TriQuery::All => None,
