@@ -40,6 +40,8 @@ pub(crate) struct Params<'a> {
     pub k1: f32,
     /// Documents must match this (filters), if given.
     pub filter: Option<&'a dyn Query>,
+    /// Documents must pass this, given their rank code and file id.
+    pub accept: &'a dyn Fn(u64, u64) -> bool,
     /// A factor per value of the `rank` fast field (kind and class of the document).
     pub factors: &'a [f32],
     pub limit: usize,
@@ -91,11 +93,17 @@ pub(crate) fn top_docs(
             }
             None => None,
         };
-        let rank = segment.fast_fields().u64("rank").ok().map(|c| c.first_or_default_col(0));
+        let rank = segment.fast_fields().u64("rank")?.first_or_default_col(0);
+        let file_id = segment.fast_fields().u64("file_id")?.first_or_default_col(0);
         let mut norms = Vec::with_capacity(p.fields.len());
         let mut inverted = Vec::with_capacity(p.fields.len());
         for spec in p.fields {
-            norms.push(segment.get_fieldnorms_reader(spec.field)?);
+            // Fields indexed without norms are only used with `b = 0`.
+            norms.push(if spec.b > 0.0 {
+                Some(segment.get_fieldnorms_reader(spec.field)?)
+            } else {
+                None
+            });
             inverted.push(segment.inverted_index(spec.field)?);
         }
         let mut scores: HashMap<DocId, f32> = HashMap::new();
@@ -112,8 +120,10 @@ pub(crate) fn top_docs(
                 };
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
-                    let len = norms[f].fieldnorm(doc) as f32;
-                    let norm = 1.0 - spec.b + spec.b * len / avg[f];
+                    let norm = match &norms[f] {
+                        Some(n) => 1.0 - spec.b + spec.b * n.fieldnorm(doc) as f32 / avg[f],
+                        None => 1.0,
+                    };
                     *tf.entry(doc).or_default() += spec.weight * postings.term_freq() as f32 / norm;
                     doc = postings.advance();
                 }
@@ -132,11 +142,11 @@ pub(crate) fn top_docs(
             {
                 continue;
             }
-            let factor = rank
-                .as_ref()
-                .and_then(|r| p.factors.get(r.get_val(doc) as usize))
-                .copied()
-                .unwrap_or(1.0);
+            let code = rank.get_val(doc);
+            if !(p.accept)(code, file_id.get_val(doc)) {
+                continue;
+            }
+            let factor = p.factors.get((code % 64) as usize).copied().unwrap_or(1.0);
             best.push((score * factor, DocAddress::new(ord as u32, doc)));
         }
         keep_best(&mut best, p.limit);

@@ -65,12 +65,26 @@ pub(crate) struct Vocab {
 impl Vocab {
     /// The words of a file: its identifiers and their parts, where made of letters only.
     pub(crate) fn of_text(text: &str) -> Vocab {
-        let mut words = HashSet::new();
-        tokenize::for_each_token(text, |token, _| {
-            if token.len() >= MIN_PIECE && token.bytes().all(|b| b.is_ascii_lowercase()) {
-                words.insert(token.to_string());
+        let mut words: HashSet<String> = HashSet::new();
+        let mut lower = String::new();
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.len() < MIN_PIECE || word.len() > 64 || !word.is_ascii() {
+                continue;
             }
-        });
+            tokenize::split_identifier(word, |part| {
+                if part.len() >= MIN_PIECE && part.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    lower.clear();
+                    lower.push_str(part);
+                    lower.make_ascii_lowercase();
+                    if !words.contains(&lower) {
+                        words.insert(lower.clone());
+                    }
+                }
+            });
+            if word.bytes().all(|b| b.is_ascii_lowercase()) && !words.contains(word) {
+                words.insert(word.to_string());
+            }
+        }
         Vocab { words }
     }
 

@@ -477,7 +477,7 @@ impl<'t> Walker<'_, 't> {
         let first_lines: String = raw.lines().take(6).collect::<Vec<_>>().join(" ");
         let collapsed = first_lines.split_whitespace().collect::<Vec<_>>().join(" ");
         let trimmed = collapsed.trim_end_matches(['{', ':', '=']).trim_end();
-        truncate(trimmed, 240)
+        truncate(trimmed, 160)
     }
 
     fn doc_comment(&mut self, node: Node<'t>) -> Option<String> {

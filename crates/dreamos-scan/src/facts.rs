@@ -22,7 +22,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
-    hash TEXT NOT NULL,
+    hash BLOB NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     lang TEXT,
@@ -35,14 +35,11 @@ CREATE TABLE IF NOT EXISTS files (
 );
 ";
 
-/// Docs are kept for listings as their first line, cut at this length.
-const DOC_CHARS: usize = 160;
-
 /// What the facts remember of a file between updates.
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub id: i64,
-    pub hash: String,
+    pub hash: [u8; 16],
     pub size: u64,
     pub mtime_ns: i64,
 }
@@ -67,18 +64,12 @@ pub struct SymbolRow {
     pub symbol: Symbol,
 }
 
-/// The stored form of a definition: positional, to keep records small.
+/// The stored form of a definition: positional, to keep records small. Fields: name,
+/// scope, kind (index in `SymbolKind::ALL`), [line, end line, name line, column],
+/// signature (empty when it says no more than the name: a plain `#define NAME`), metrics,
+/// parent. Doc comments are searchable in the index but not kept here.
 #[derive(Serialize, Deserialize)]
-struct StoredSymbol(
-    String,
-    String,
-    SymbolKind,
-    [u32; 4],
-    String,
-    Option<String>,
-    Option<[u32; 7]>,
-    Option<u32>,
-);
+struct StoredSymbol(String, String, u8, [u32; 4], String, Option<[u32; 7]>, Option<u32>);
 
 #[derive(Serialize, Deserialize)]
 struct StoredImport(String, Vec<String>, ImportKind, u32);
@@ -100,16 +91,14 @@ fn encode(facts: &FileFacts) -> Vec<u8> {
                 .unwrap_or_default();
             let rest = s.qualified_name.strip_prefix(&prefix).unwrap_or(&s.qualified_name);
             let scope = rest.strip_suffix(&s.name).unwrap_or(rest).trim_end_matches(sep);
+            let plain_macro = s.kind == SymbolKind::Macro
+                && s.signature.trim_start_matches("#define").trim() == s.name;
             StoredSymbol(
                 s.name.clone(),
                 scope.to_string(),
-                s.kind,
+                SymbolKind::ALL.iter().position(|k| *k == s.kind).unwrap_or(0) as u8,
                 [s.line, s.end_line, s.name_line, s.column],
-                s.signature.clone(),
-                s.doc
-                    .as_deref()
-                    .and_then(|d| d.lines().next())
-                    .map(|d| d.chars().take(DOC_CHARS).collect()),
+                if plain_macro { String::new() } else { s.signature.clone() },
                 s.metrics.map(|m| {
                     [
                         m.cyclomatic,
@@ -146,7 +135,9 @@ fn decode(
         serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
     let sep = lang.map_or(".", |l| l.separator());
     let mut symbols: Vec<Symbol> = Vec::with_capacity(stored.len());
-    for StoredSymbol(name, scope, kind, at, signature, doc, m, parent) in stored {
+    for StoredSymbol(name, scope, kind, at, signature, m, parent) in stored {
+        let kind = SymbolKind::ALL.get(kind as usize).copied().unwrap_or(SymbolKind::Function);
+        let signature = if signature.is_empty() { format!("#define {name}") } else { signature };
         let parent = parent.map(|p| p as usize);
         let mut parts: Vec<&str> = Vec::new();
         if let Some(p) = parent.and_then(|p| symbols.get(p)) {
@@ -166,7 +157,7 @@ fn decode(
             name_line: at[2],
             column: at[3],
             signature,
-            doc,
+            doc: None,
             metrics: m.map(|m| FunctionMetrics {
                 cyclomatic: m[0],
                 cognitive: m[1],
@@ -191,6 +182,8 @@ pub(crate) struct Facts {
 impl Facts {
     pub(crate) fn open(path: &Path) -> Result<Self, ScanError> {
         let conn = Connection::open(path)?;
+        // Records are a few KiB: small pages waste less at the end of each one's chain.
+        conn.execute_batch("PRAGMA page_size = 512;")?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
         )?;
@@ -205,7 +198,7 @@ impl Facts {
                 r.get::<_, String>(1)?,
                 Known {
                     id: r.get(0)?,
-                    hash: r.get(2)?,
+                    hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or([0; 16]),
                     size: r.get::<_, i64>(3)? as u64,
                     mtime_ns: r.get(4)?,
                 },
@@ -243,7 +236,7 @@ pub(crate) fn touch_file(
 
 pub(crate) struct NewFile<'a> {
     pub path: &'a str,
-    pub hash: &'a str,
+    pub hash: [u8; 16],
     pub size: u64,
     pub mtime_ns: i64,
     pub class: FileClass,
@@ -268,7 +261,7 @@ pub(crate) fn put_file(
     )?
     .execute(params![
         file.path,
-        file.hash,
+        &file.hash[..],
         file.size as i64,
         file.mtime_ns,
         file.facts.map(|f| f.lang.as_str()),

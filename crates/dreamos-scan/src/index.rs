@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
 };
@@ -29,7 +30,7 @@ use crate::facts::{self, Facts, NewFile};
 use crate::model::{FileFacts, LineCounts, SymbolKind};
 use crate::tokenize::CodeTokenizer;
 use crate::walk::{self, Candidate, FileClass, ScanConfig, Skipped, Walker};
-use crate::{ScanError, trigram};
+use crate::{Lang, ScanError, trigram};
 
 /// The tokenizer name registered on every index.
 const CODE: &str = "code";
@@ -40,21 +41,19 @@ const WRITER_MEMORY: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
-    /// `file` or `symbol`.
-    pub doc_kind: Field,
-    /// The file's id in the facts; everything a hit shows is read from there.
+    /// The file's id in the facts (everything a hit shows is read from there); indexed
+    /// too, to delete a file's documents.
     pub file_id: Field,
     /// The definition's position in its file's list (`u64::MAX` for the file document).
     pub idx: Field,
+    /// The file's path, on file documents only.
     pub path_words: Field,
-    pub lang: Field,
-    pub sym_kind: Field,
     pub name: Field,
     /// The qualified name of the enclosing definition (a method's class).
     pub container: Field,
     pub doc: Field,
     pub content: Field,
-    /// [`rank_code`], a fast field read while scoring.
+    /// [`rank_code`]: language, class and kind, read while scoring and filtering.
     pub rank: Field,
 }
 
@@ -77,25 +76,27 @@ fn raw() -> TextOptions {
     )
 }
 
-fn words(record: IndexRecordOption) -> TextOptions {
+fn words(record: IndexRecordOption, norms: bool) -> TextOptions {
     TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default().set_tokenizer(CODE).set_index_option(record),
+        TextFieldIndexing::default()
+            .set_tokenizer(CODE)
+            .set_index_option(record)
+            .set_fieldnorms(norms),
     )
 }
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
+    // Per document (millions in a large tree) only what ranking needs: no stored values
+    // (fast columns instead), no field norms where length does not matter.
     let fields = Fields {
-        doc_kind: b.add_text_field("doc_kind", raw()),
-        file_id: b.add_u64_field("file_id", INDEXED | STORED),
-        idx: b.add_u64_field("idx", STORED),
-        path_words: b.add_text_field("path_words", words(IndexRecordOption::Basic)),
-        lang: b.add_text_field("lang", raw()),
-        sym_kind: b.add_text_field("sym_kind", raw()),
-        name: b.add_text_field("name", words(IndexRecordOption::WithFreqs)),
-        container: b.add_text_field("container", words(IndexRecordOption::Basic)),
-        doc: b.add_text_field("doc", words(IndexRecordOption::WithFreqs)),
-        content: b.add_text_field("content", words(IndexRecordOption::WithFreqs)),
+        file_id: b.add_u64_field("file_id", INDEXED | FAST),
+        idx: b.add_u64_field("idx", FAST),
+        path_words: b.add_text_field("path_words", words(IndexRecordOption::Basic, false)),
+        name: b.add_text_field("name", words(IndexRecordOption::WithFreqs, true)),
+        container: b.add_text_field("container", words(IndexRecordOption::Basic, false)),
+        doc: b.add_text_field("doc", words(IndexRecordOption::WithFreqs, true)),
+        content: b.add_text_field("content", words(IndexRecordOption::WithFreqs, true)),
         rank: b.add_u64_field("rank", FAST),
     };
     (b.build(), fields)
@@ -127,9 +128,10 @@ fn open_tantivy(dir: &Path, schema: Schema) -> Result<tantivy::Index, ScanError>
     Ok(index)
 }
 
-/// What a document is, for ranking at query time: the file's class and the definition's
-/// kind (0 for a file document), packed as `class * 16 + kind`.
-pub(crate) fn rank_code(class: FileClass, kind: Option<SymbolKind>) -> u64 {
+/// What a document is, for ranking and filtering at query time, packed in one number:
+/// `lang * 64 + class * 16 + kind`, with kind 0 for a file document and `SymbolKind::ALL`'s
+/// index + 1 for a definition, and lang `Lang::ALL`'s index + 1 (0 for plain text).
+pub(crate) fn rank_code(lang: Option<Lang>, class: FileClass, kind: Option<SymbolKind>) -> u64 {
     let class = match class {
         FileClass::Source => 0,
         FileClass::Test => 1,
@@ -137,7 +139,18 @@ pub(crate) fn rank_code(class: FileClass, kind: Option<SymbolKind>) -> u64 {
         FileClass::Generated => 3,
     };
     let kind = kind.map_or(0, |k| SymbolKind::ALL.iter().position(|x| *x == k).unwrap_or(0) + 1);
-    class * 16 + kind as u64
+    let lang = lang.map_or(0, |l| Lang::ALL.iter().position(|x| *x == l).unwrap_or(0) + 1);
+    (lang * 64 + class * 16 + kind) as u64
+}
+
+/// The parts of a rank code: language (if any), kind (if a definition).
+pub(crate) fn rank_parts(code: u64) -> (Option<Lang>, Option<SymbolKind>) {
+    let lang = (code / 64) as usize;
+    let kind = (code % 16) as usize;
+    (
+        lang.checked_sub(1).and_then(|i| Lang::ALL.get(i).copied()),
+        kind.checked_sub(1).and_then(|i| SymbolKind::ALL.get(i).copied()),
+    )
 }
 
 /// How an update is going.
@@ -172,7 +185,7 @@ enum Outcome {
     /// Read, same content: only its mtime is recorded.
     Touched,
     Indexed {
-        hash: String,
+        hash: [u8; 16],
         class: FileClass,
         facts: Option<FileFacts>,
         lines: LineCounts,
@@ -312,12 +325,7 @@ impl Index {
         // Ask the walker's own rules: walk the parent directory for this one entry.
         let Some(parent) = abs.parent() else { return true };
         let mut builder = ignore::WalkBuilder::new(parent);
-        builder
-            .max_depth(Some(1))
-            .hidden(true)
-            .require_git(false)
-            .parents(true)
-            .follow_links(false);
+        builder.max_depth(Some(1)).hidden(true).require_git(true).parents(true).follow_links(false);
         let found = builder.build().flatten().any(|e| e.path() == abs);
         !found && abs.exists()
     }
@@ -362,6 +370,11 @@ impl Index {
         let mut guard = self.writers()?;
         let (writer, gram_writer) =
             guard.as_mut().ok_or_else(|| ScanError::Config("no index writer".into()))?;
+        let large = candidates.len() >= MERGE_AFTER;
+        if large {
+            writer.set_merge_policy(Box::new(NoMergePolicy));
+            gram_writer.set_merge_policy(Box::new(NoMergePolicy));
+        }
         let forget = |w: &IndexWriter, g: &IndexWriter, id: i64| {
             w.delete_term(Term::from_field_u64(self.fields.file_id, id as u64));
             g.delete_term(Term::from_field_u64(self.gram_fields.file_id, id as u64));
@@ -407,7 +420,7 @@ impl Index {
                         summary.symbols += facts.as_ref().map_or(0, |f| f.symbols.len());
                         let file = NewFile {
                             path: &candidate.rel,
-                            hash: &hash,
+                            hash,
                             size: candidate.size,
                             mtime_ns: candidate.mtime_ns,
                             class,
@@ -447,13 +460,15 @@ impl Index {
         writer.commit()?;
         gram_writer.commit()?;
         // After a large update, one segment per index: no term dictionary kept twice, and
-        // searches visit one segment. Small updates leave merging to tantivy's policy.
-        if summary.added + summary.changed >= MERGE_AFTER {
+        // searches visit one segment. (During it, tantivy's own merges were off, so that
+        // none is running on these segments now.) Small updates leave merging to tantivy.
+        if large {
             for (index, w) in [(&self.tantivy, &mut *writer), (&self.grams, &mut *gram_writer)] {
                 let segments = index.searchable_segment_ids()?;
                 if segments.len() > 1 {
                     w.merge(&segments).wait()?;
                 }
+                w.set_merge_policy(Box::new(LogMergePolicy::default()));
             }
         }
         tx.commit()?;
@@ -476,7 +491,7 @@ impl Index {
             Ok(b) => b,
             Err(reason) => return Outcome::Skipped(reason),
         };
-        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        let hash = xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes();
         if old.is_some_and(|o| o.hash == hash) {
             return Outcome::Touched;
         }
@@ -522,7 +537,6 @@ impl Index {
     ) -> Vec<TantivyDocument> {
         let vocab = crate::compound::Vocab::of_text(text);
         let f = &self.fields;
-        let lang = facts.map(|x| x.lang.as_str()).unwrap_or("text");
         let symbols = facts.map_or(&[][..], |x| &x.symbols[..]);
         // Each line belongs to the innermost definition around it (symbols are in pre-order,
         // so inner ones come later and win).
@@ -544,26 +558,21 @@ impl Index {
             target.push('\n');
         }
         let mut docs = Vec::with_capacity(symbols.len() + 1);
-        let common = |doc: &mut TantivyDocument| {
-            doc.add_text(f.path_words, &c.rel);
-            doc.add_text(f.lang, lang);
-        };
-        let mut file = TantivyDocument::default();
-        common(&mut file);
-        file.add_text(f.doc_kind, "file");
-        file.add_u64(f.idx, u64::MAX);
+        let lang = facts.map(|x| x.lang);
+        // Top-level definitions are contained in their module: the file's name.
         let stem = c.rel.rsplit('/').next().unwrap_or(&c.rel);
-        file.add_text(f.name, stem.split('.').next().unwrap_or(stem));
+        let module = stem.split('.').next().unwrap_or(stem);
+        let mut file = TantivyDocument::default();
+        file.add_u64(f.idx, u64::MAX);
+        file.add_text(f.path_words, &c.rel);
+        file.add_text(f.name, module);
         file.add_text(f.content, &loose);
         file.add_text(f.content, vocab.pieces_of(&loose));
-        file.add_u64(f.rank, rank_code(class, None));
+        file.add_u64(f.rank, rank_code(lang, class, None));
         docs.push(file);
         for (i, s) in symbols.iter().enumerate() {
             let mut doc = TantivyDocument::default();
-            common(&mut doc);
-            doc.add_text(f.doc_kind, "symbol");
             doc.add_u64(f.idx, i as u64);
-            doc.add_text(f.sym_kind, s.kind.as_str());
             doc.add_text(f.name, &s.name);
             if let Some(pieces) = vocab.split(&s.name.to_ascii_lowercase()) {
                 doc.add_text(f.name, pieces.join(" "));
@@ -576,7 +585,7 @@ impl Index {
             }
             doc.add_text(f.content, &owned[i]);
             doc.add_text(f.content, vocab.pieces_of(&owned[i]));
-            doc.add_u64(f.rank, rank_code(class, Some(s.kind)));
+            doc.add_u64(f.rank, rank_code(lang, class, Some(s.kind)));
             docs.push(doc);
         }
         docs

@@ -513,6 +513,7 @@ pub(crate) fn parameter_count(lang: Lang, node: Node<'_>, src: &[u8]) -> u32 {
 }
 
 /// The node holding a function's body, to cut its signature before it.
+/// A macro's or constant's value is cut too: `#define PAGE_SIZE 4096` -> `#define PAGE_SIZE`.
 pub(crate) fn body_of<'t>(node: Node<'t>) -> Option<Node<'t>> {
-    field(node, "body")
+    field(node, "body").or_else(|| field(node, "value"))
 }

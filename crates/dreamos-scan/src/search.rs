@@ -303,18 +303,6 @@ impl Index {
             }
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(alternatives))));
         }
-        if !q.sym.is_empty() || !q.kinds.is_empty() {
-            let term = Term::from_field_text(f.doc_kind, "symbol");
-            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
-        }
-        if !q.kinds.is_empty() {
-            let terms = q.kinds.iter().map(|k| Term::from_field_text(f.sym_kind, k.as_str()));
-            clauses.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
-        }
-        if !q.not_kinds.is_empty() {
-            let terms = q.not_kinds.iter().map(|k| Term::from_field_text(f.sym_kind, k.as_str()));
-            clauses.push((Occur::MustNot, Box::new(TermSetQuery::new(terms))));
-        }
         for word in &q.not_words {
             for token in tokenize::tokens(word).into_iter().take(1) {
                 for field in [f.name, f.content, f.doc] {
@@ -326,10 +314,29 @@ impl Index {
                 }
             }
         }
-        self.filters(q, f.file_id, f.lang, &mut clauses)?;
         if !clauses.is_empty() && clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
             clauses.push((Occur::Must, Box::new(AllQuery)));
         }
+        // Kind, language and path filters are checked on each candidate's rank code and
+        // file id, not with the index's terms.
+        let only_symbols = !q.sym.is_empty() || !q.kinds.is_empty();
+        let path_ids: Option<HashSet<u64>> = if q.paths.is_empty() && q.not_paths.is_empty() {
+            None
+        } else {
+            Some(self.facts().ids(|p| q.path_ok(p))?.into_iter().map(|id| id as u64).collect())
+        };
+        let lang_ok = |lang: Option<Lang>, list: &[Lang]| {
+            lang.is_some_and(|l| list.iter().any(|x| *x == l || x.family() == l.family()))
+        };
+        let accept = |code: u64, file_id: u64| {
+            let (lang, kind) = crate::index::rank_parts(code);
+            (!only_symbols || kind.is_some())
+                && (q.kinds.is_empty() || kind.is_some_and(|k| q.kinds.contains(&k)))
+                && !kind.is_some_and(|k| q.not_kinds.contains(&k))
+                && (q.langs.is_empty() || lang_ok(lang, &q.langs))
+                && !lang_ok(lang, &q.not_langs)
+                && path_ids.as_ref().is_none_or(|ids| ids.contains(&file_id))
+        };
         let filter = (!clauses.is_empty()).then(|| BooleanQuery::new(clauses));
         // Only symbol names count when only names were asked for.
         let fields: Vec<bm25f::FieldSpec> = if q.words.is_empty() {
@@ -342,9 +349,11 @@ impl Index {
                 .map(|(name, w)| bm25f::FieldSpec {
                     field: name.of(f),
                     weight: *w,
+                    // Container and path have no field norms: their length does not count.
                     b: match name {
-                        FieldName::Name | FieldName::Container => knobs.b_name,
-                        _ => knobs.b_text,
+                        FieldName::Name => knobs.b_name,
+                        FieldName::Container | FieldName::PathWords => 0.0,
+                        FieldName::Doc | FieldName::Content => knobs.b_text,
                     },
                 })
                 .collect()
@@ -355,6 +364,7 @@ impl Index {
             fields: &fields,
             k1: knobs.k1,
             filter: filter.as_ref().map(|q| q as &dyn TQuery),
+            accept: &accept,
             factors: &factors,
             limit: wanted,
         };
@@ -365,10 +375,13 @@ impl Index {
         let mut hits = Vec::with_capacity(page.len());
         let facts = self.facts();
         for (score, address) in page {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let id = stored_u64(&doc, f.file_id) as i64;
+            let columns = searcher.segment_reader(address.segment_ord).fast_fields();
+            let read = |name: &str| -> Result<u64, ScanError> {
+                Ok(columns.u64(name)?.first_or_default_col(0).get_val(address.doc_id))
+            };
+            let id = read("file_id")? as i64;
             let Some((file, symbols)) = facts.file_by_id(id)? else { continue };
-            let symbol = symbols.get(stored_u64(&doc, f.idx) as usize);
+            let symbol = symbols.get(read("idx")? as usize);
             let (line, end_line, column) = match symbol {
                 Some(s) => (s.line, s.end_line, s.column),
                 None => (1, file.lines.total().max(1), 1),

@@ -21,29 +21,65 @@ pub fn for_each_token(text: &str, mut sink: impl FnMut(&str, bool)) {
         }
         let Some(s) = start.take() else { continue };
         let word = &text[s..i];
-        if word.len() > MAX_TOKEN || word.bytes().all(|b| b == b'_') {
+        // Numbers (`42`, `0x1f`) are left to exact search: as words they only swell the index.
+        if word.len() > MAX_TOKEN
+            || word.bytes().all(|b| b == b'_')
+            || word.as_bytes()[0].is_ascii_digit()
+        {
             continue;
         }
-        lower.clear();
-        lower.extend(word.chars().flat_map(char::to_lowercase));
+        lowercase_into(&mut lower, word);
         sink(&lower, true);
-        let mut parts = 0;
-        split_identifier(word, |_| parts += 1);
-        if parts > 1 {
-            split_identifier(word, |part| {
-                if part.len() > 1 {
-                    lower.clear();
-                    lower.extend(part.chars().flat_map(char::to_lowercase));
-                    sink(&lower, false);
-                }
-            });
+        // A word with no separator and no inner capital is one part: skip the split.
+        let may_split = word.contains('_')
+            || word.bytes().skip(1).any(|b| b.is_ascii_uppercase())
+            || !word.is_ascii();
+        if may_split {
+            let mut parts = 0;
+            split_identifier(word, |_| parts += 1);
+            if parts > 1 {
+                split_identifier(word, |part| {
+                    if part.len() > 1 {
+                        lowercase_into(&mut lower, part);
+                        sink(&lower, false);
+                    }
+                });
+            }
         }
+    }
+}
+
+fn lowercase_into(out: &mut String, word: &str) {
+    out.clear();
+    if word.is_ascii() {
+        out.push_str(word);
+        out.make_ascii_lowercase();
+    } else {
+        out.extend(word.chars().flat_map(char::to_lowercase));
     }
 }
 
 /// The parts of an identifier: `HTTPServerError_v2` -> `HTTP`, `Server`, `Error`, `v2`.
 pub fn split_identifier(word: &str, mut sink: impl FnMut(&str)) {
     for piece in word.split('_').filter(|p| !p.is_empty()) {
+        if piece.is_ascii() {
+            let b = piece.as_bytes();
+            let mut from = 0;
+            for k in 1..b.len() {
+                let (c, prev) = (b[k], b[k - 1]);
+                let next_lower = b.get(k + 1).is_some_and(u8::is_ascii_lowercase);
+                let boundary = c.is_ascii_uppercase()
+                    && (prev.is_ascii_lowercase()
+                        || prev.is_ascii_digit()
+                        || (prev.is_ascii_uppercase() && next_lower));
+                if boundary {
+                    sink(&piece[from..k]);
+                    from = k;
+                }
+            }
+            sink(&piece[from..]);
+            continue;
+        }
         let chars: Vec<(usize, char)> = piece.char_indices().collect();
         let mut from = 0;
         for k in 1..chars.len() {
@@ -86,22 +122,31 @@ impl Tokenizer for CodeTokenizer {
     type TokenStream<'a> = CodeTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
-        self.buffer.clear();
+        // The token strings of the previous text are reused: no allocation per token.
+        let mut used = 0usize;
         let mut position = 0usize;
         let buffer = &mut self.buffer;
         for_each_token(text, |t, whole| {
-            if whole && !buffer.is_empty() {
+            if whole && used > 0 {
                 position += 1;
             }
-            buffer.push(Token {
-                offset_from: 0,
-                offset_to: 0,
-                position,
-                text: t.to_string(),
-                position_length: 1,
-            });
+            match buffer.get_mut(used) {
+                Some(token) => {
+                    token.text.clear();
+                    token.text.push_str(t);
+                    token.position = position;
+                }
+                None => buffer.push(Token {
+                    offset_from: 0,
+                    offset_to: 0,
+                    position,
+                    text: t.to_string(),
+                    position_length: 1,
+                }),
+            }
+            used += 1;
         });
-        CodeTokenStream { tokens: &mut self.buffer, next: 0 }
+        CodeTokenStream { tokens: &mut self.buffer[..used], next: 0 }
     }
 }
 
@@ -134,5 +179,6 @@ mod tests {
         // Not stemmed: `files` stays `files`.
         assert_eq!(tokens("files"), ["files"]);
         assert!(tokens(&"a".repeat(100)).is_empty());
+        assert_eq!(tokens("mask 0x1f 42 v2"), ["mask", "v2"]);
     }
 }

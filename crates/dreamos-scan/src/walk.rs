@@ -1,5 +1,5 @@
-//! Which files a workspace holds: `.gitignore` and `.ignore` rules (the `ignore` crate, as
-//! ripgrep uses them), no hidden files, a size cap, no binaries, and, unless asked, no
+//! Which files a workspace holds: `.gitignore` (in a git repository) and `.ignore` rules
+//! (the `ignore` crate, as ripgrep uses them), no hidden files, a size cap, no binaries, and, unless asked, no
 //! vendored or generated code. Nothing outside the workspace root is ever read: a symlink
 //! whose target escapes it is refused.
 
@@ -149,7 +149,8 @@ impl Walker {
             .git_exclude(true)
             .ignore(true)
             .parents(false)
-            .require_git(false)
+            // As ripgrep: `.gitignore` applies inside a git repository (`.ignore` always).
+            .require_git(true)
             .follow_links(false)
             .build();
         for entry in walker {
