@@ -18,6 +18,10 @@ use serde_json::json;
 pub enum BenchCommand {
     /// Queue throughput and dispatch latency per backend, beside reference queues.
     Queue(QueueBench),
+    /// A cold index of a tree beside universal-ctags, and definitions found.
+    Index(crate::bench_scan::IndexBench),
+    /// Search latency on an index of a tree, beside ripgrep, with equal results checked.
+    Search(crate::bench_scan::SearchBench),
 }
 
 #[derive(Args, Clone)]
@@ -48,6 +52,8 @@ pub struct QueueBench {
 pub async fn run(command: &BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Queue(args) => queue(args).await,
+        BenchCommand::Index(args) => crate::bench_scan::index(args),
+        BenchCommand::Search(args) => crate::bench_scan::search(args),
     }
 }
 

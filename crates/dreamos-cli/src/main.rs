@@ -2,6 +2,7 @@
 //! (`bench`). The binary is glue: the work lives in the library crates.
 
 mod bench;
+mod bench_scan;
 mod client;
 mod output;
 mod scan;

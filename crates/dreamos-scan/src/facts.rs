@@ -64,63 +64,126 @@ pub struct SymbolRow {
     pub symbol: Symbol,
 }
 
-/// The stored form of a definition: positional, to keep records small. Fields: name,
-/// scope, kind (index in `SymbolKind::ALL`), [line, end line, name line, column],
-/// signature (empty when it says no more than the name: a plain `#define NAME`), metrics,
-/// parent. Doc comments are searchable in the index but not kept here.
-#[derive(Serialize, Deserialize)]
-struct StoredSymbol(String, String, u8, [u32; 4], String, Option<[u32; 7]>, Option<u32>);
-
-#[derive(Serialize, Deserialize)]
-struct StoredImport(String, Vec<String>, ImportKind, u32);
-
-#[derive(Serialize, Deserialize, Default)]
-struct Record(Vec<StoredSymbol>, Vec<StoredImport>);
-
+/// A file's record: its definitions and imports in a compact binary form (variable-length
+/// integers, lengths before strings, line numbers as differences), LZ4-compressed. Doc
+/// comments are searchable in the index but not kept here; a plain `#define NAME` keeps no
+/// signature (it says no more than the name).
 fn encode(facts: &FileFacts) -> Vec<u8> {
     let sep = facts.lang.separator();
-    let symbols = facts
-        .symbols
-        .iter()
-        .map(|s| {
-            // Only what the parent's qualified name and the name do not already say: the
-            // scope written into the name itself (`Widget::` in `Widget::draw`).
-            let prefix = s
-                .parent
-                .map(|p| format!("{}{sep}", facts.symbols[p].qualified_name))
-                .unwrap_or_default();
-            let rest = s.qualified_name.strip_prefix(&prefix).unwrap_or(&s.qualified_name);
-            let scope = rest.strip_suffix(&s.name).unwrap_or(rest).trim_end_matches(sep);
-            let plain_macro = s.kind == SymbolKind::Macro
-                && s.signature.trim_start_matches("#define").trim() == s.name;
-            StoredSymbol(
-                s.name.clone(),
-                scope.to_string(),
-                SymbolKind::ALL.iter().position(|k| *k == s.kind).unwrap_or(0) as u8,
-                [s.line, s.end_line, s.name_line, s.column],
-                if plain_macro { String::new() } else { s.signature.clone() },
-                s.metrics.map(|m| {
-                    [
-                        m.cyclomatic,
-                        m.cognitive,
-                        m.max_nesting,
-                        m.params,
-                        m.lines.code,
-                        m.lines.comment,
-                        m.lines.blank,
-                    ]
-                }),
-                s.parent.map(|p| p as u32),
-            )
-        })
-        .collect();
-    let imports = facts
-        .imports
-        .iter()
-        .map(|i| StoredImport(i.target.clone(), i.names.clone(), i.kind, i.line))
-        .collect();
-    let json = serde_json::to_vec(&Record(symbols, imports)).unwrap_or_default();
-    lz4_flex::compress_prepend_size(&json)
+    let mut w = Vec::with_capacity(facts.symbols.len() * 48 + 64);
+    put(&mut w, facts.symbols.len() as u64);
+    let mut previous_line = 0u32;
+    for s in &facts.symbols {
+        // Only what the parent's qualified name and the name do not already say: the scope
+        // written into the name itself (`Widget::` in `Widget::draw`).
+        let prefix = s
+            .parent
+            .map(|p| format!("{}{sep}", facts.symbols[p].qualified_name))
+            .unwrap_or_default();
+        let rest = s.qualified_name.strip_prefix(&prefix).unwrap_or(&s.qualified_name);
+        let scope = rest.strip_suffix(&s.name).unwrap_or(rest).trim_end_matches(sep);
+        let plain_macro = s.kind == SymbolKind::Macro
+            && s.signature.trim_start_matches("#define").trim() == s.name;
+        put_str(&mut w, &s.name);
+        put_str(&mut w, scope);
+        put(&mut w, SymbolKind::ALL.iter().position(|k| *k == s.kind).unwrap_or(0) as u64);
+        put(&mut w, zigzag(i64::from(s.line) - i64::from(previous_line)));
+        previous_line = s.line;
+        put(&mut w, u64::from(s.end_line.saturating_sub(s.line)));
+        put(&mut w, u64::from(s.name_line.saturating_sub(s.line)));
+        put(&mut w, u64::from(s.column));
+        put_str(&mut w, if plain_macro { "" } else { &s.signature });
+        match s.metrics {
+            Some(m) => {
+                put(&mut w, 1);
+                for v in [
+                    m.cyclomatic,
+                    m.cognitive,
+                    m.max_nesting,
+                    m.params,
+                    m.lines.code,
+                    m.lines.comment,
+                    m.lines.blank,
+                ] {
+                    put(&mut w, u64::from(v));
+                }
+            }
+            None => put(&mut w, 0),
+        }
+        put(&mut w, s.parent.map_or(0, |p| p as u64 + 1));
+    }
+    put(&mut w, facts.imports.len() as u64);
+    for i in &facts.imports {
+        put_str(&mut w, &i.target);
+        put(&mut w, i.names.len() as u64);
+        for n in &i.names {
+            put_str(&mut w, n);
+        }
+        put(&mut w, import_kind_code(i.kind));
+        put(&mut w, u64::from(i.line));
+    }
+    lz4_flex::compress_prepend_size(&w)
+}
+
+fn import_kind_code(kind: ImportKind) -> u64 {
+    match kind {
+        ImportKind::Import => 0,
+        ImportKind::Include => 1,
+        ImportKind::SystemInclude => 2,
+        ImportKind::ModDecl => 3,
+    }
+}
+
+fn put(w: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        w.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    w.push(v as u8);
+}
+
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    put(w, s.len() as u64);
+    w.extend_from_slice(s.as_bytes());
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Bytes<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Bytes<'_> {
+    fn int(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.at)?;
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn small(&mut self) -> Option<u32> {
+        self.int().and_then(|v| u32::try_from(v).ok())
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let n = usize::try_from(self.int()?).ok()?;
+        let bytes = self.buf.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        String::from_utf8(bytes.to_vec()).ok()
+    }
 }
 
 fn decode(
@@ -128,17 +191,38 @@ fn decode(
     lang: Option<Lang>,
 ) -> Result<(Vec<Symbol>, Vec<Import>), ScanError> {
     let Some(blob) = blob else { return Ok((Vec::new(), Vec::new())) };
-    let corrupt =
-        |e: String| ScanError::Config(format!("the facts database is corrupt ({e}); index again"));
-    let json = lz4_flex::decompress_size_prepended(&blob).map_err(|e| corrupt(e.to_string()))?;
-    let Record(stored, imports) =
-        serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    let corrupt = || ScanError::Config("the facts database is corrupt; index again".into());
+    let raw = lz4_flex::decompress_size_prepended(&blob).map_err(|_| corrupt())?;
+    let mut r = Bytes { buf: &raw, at: 0 };
+    read_record(&mut r, lang).ok_or_else(corrupt)
+}
+
+fn read_record(r: &mut Bytes<'_>, lang: Option<Lang>) -> Option<(Vec<Symbol>, Vec<Import>)> {
     let sep = lang.map_or(".", |l| l.separator());
-    let mut symbols: Vec<Symbol> = Vec::with_capacity(stored.len());
-    for StoredSymbol(name, scope, kind, at, signature, m, parent) in stored {
-        let kind = SymbolKind::ALL.get(kind as usize).copied().unwrap_or(SymbolKind::Function);
-        let signature = if signature.is_empty() { format!("#define {name}") } else { signature };
-        let parent = parent.map(|p| p as usize);
+    let count = r.int()? as usize;
+    let mut symbols: Vec<Symbol> = Vec::with_capacity(count.min(1 << 20));
+    let mut previous_line = 0i64;
+    for _ in 0..count {
+        let name = r.str()?;
+        let scope = r.str()?;
+        let kind = *SymbolKind::ALL.get(r.int()? as usize)?;
+        let line = u32::try_from(previous_line + unzigzag(r.int()?)).ok()?;
+        previous_line = i64::from(line);
+        let end_line = line + r.small()?;
+        let name_line = line + r.small()?;
+        let column = r.small()?;
+        let signature = r.str()?;
+        let metrics = match r.int()? {
+            0 => None,
+            _ => Some(FunctionMetrics {
+                cyclomatic: r.small()?,
+                cognitive: r.small()?,
+                max_nesting: r.small()?,
+                params: r.small()?,
+                lines: LineCounts { code: r.small()?, comment: r.small()?, blank: r.small()? },
+            }),
+        };
+        let parent = r.int()?.checked_sub(1).map(|p| p as usize);
         let mut parts: Vec<&str> = Vec::new();
         if let Some(p) = parent.and_then(|p| symbols.get(p)) {
             parts.push(&p.qualified_name);
@@ -148,31 +232,35 @@ fn decode(
         }
         parts.push(&name);
         let qualified_name = parts.join(sep);
+        let signature = if signature.is_empty() { format!("#define {name}") } else { signature };
         symbols.push(Symbol {
             name,
             qualified_name,
             kind,
-            line: at[0],
-            end_line: at[1],
-            name_line: at[2],
-            column: at[3],
+            line,
+            end_line,
+            name_line,
+            column,
             signature,
             doc: None,
-            metrics: m.map(|m| FunctionMetrics {
-                cyclomatic: m[0],
-                cognitive: m[1],
-                max_nesting: m[2],
-                params: m[3],
-                lines: LineCounts { code: m[4], comment: m[5], blank: m[6] },
-            }),
+            metrics,
             parent,
         });
     }
-    let imports = imports
-        .into_iter()
-        .map(|StoredImport(target, names, kind, line)| Import { target, names, kind, line })
-        .collect();
-    Ok((symbols, imports))
+    let count = r.int()? as usize;
+    let mut imports = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let target = r.str()?;
+        let names = (0..r.int()?).map(|_| r.str()).collect::<Option<Vec<_>>>()?;
+        let kind = match r.int()? {
+            1 => ImportKind::Include,
+            2 => ImportKind::SystemInclude,
+            3 => ImportKind::ModDecl,
+            _ => ImportKind::Import,
+        };
+        imports.push(Import { target, names, kind, line: r.small()? });
+    }
+    Some((symbols, imports))
 }
 
 pub(crate) struct Facts {
@@ -209,6 +297,13 @@ impl Facts {
 
     pub(crate) fn begin(&mut self) -> Result<rusqlite::Transaction<'_>, ScanError> {
         Ok(self.conn.transaction()?)
+    }
+
+    /// Moves the write-ahead log into the database file and empties it (after a large
+    /// update, so that the log does not hold a second copy of everything).
+    pub(crate) fn checkpoint(&self) -> Result<(), ScanError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     pub(crate) fn count(&self) -> Result<usize, ScanError> {
@@ -404,4 +499,22 @@ pub(crate) fn innermost(symbols: &[Symbol], line: u32) -> Option<&Symbol> {
         .iter()
         .filter(|s| s.line <= line && line <= s.end_line)
         .min_by_key(|s| s.end_line - s.line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let src = b"namespace ns {\nclass W {\n  int size() const { return n; }\n};\n}\n#define MAX 10\n#define SQ(x) ((x)*(x))\n#include <vector>\nint ns::W::f(int a) { if (a) return 1; return 0; }\n";
+        let facts = crate::extract(Lang::Cpp, src).unwrap();
+        let (symbols, imports) = decode(Some(encode(&facts)), Some(Lang::Cpp)).unwrap();
+        let expected: Vec<Symbol> =
+            facts.symbols.iter().cloned().map(|s| Symbol { doc: None, ..s }).collect();
+        assert_eq!(symbols, expected);
+        assert_eq!(imports, facts.imports);
+        assert!(symbols.iter().any(|s| s.qualified_name == "ns::W::f"));
+        assert!(decode(Some(vec![1, 2, 3]), None).is_err(), "garbage is an error, not a panic");
+    }
 }

@@ -264,6 +264,11 @@ impl Index {
         self.facts().symbols(name, kind, |path| glob.as_ref().is_none_or(|g| g.is_match(path)))
     }
 
+    /// The indexed files, in path order.
+    pub fn files(&self) -> Result<Vec<crate::FileRow>, ScanError> {
+        self.facts().files()
+    }
+
     pub(crate) fn walker(&self) -> &Walker {
         &self.walker
     }
@@ -469,9 +474,14 @@ impl Index {
                     w.merge(&segments).wait()?;
                 }
                 w.set_merge_policy(Box::new(LogMergePolicy::default()));
+                // The merged segments' files go now rather than at some later commit.
+                w.garbage_collect_files().wait()?;
             }
         }
         tx.commit()?;
+        if large {
+            facts_guard.checkpoint()?;
+        }
         summary.files = facts_guard.count()?;
         drop(facts_guard);
         drop(guard);
