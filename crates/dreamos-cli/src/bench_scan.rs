@@ -234,13 +234,11 @@ fn cases(index: &Index, n: usize) -> Result<Vec<Case>> {
     Ok(out)
 }
 
-/// ripgrep's matching lines for a pattern, restricted to the files the index holds.
-fn ripgrep(
-    rg: &str,
-    root: &Path,
-    pattern: &str,
-    fixed: bool,
-) -> Result<(Duration, HashSet<(String, u32)>, usize)> {
+/// Matching lines as (path, line number).
+type Lines = HashSet<(String, u32)>;
+
+/// ripgrep's time, matching lines, and how many lines it printed, for one pattern.
+fn ripgrep(rg: &str, root: &Path, pattern: &str, fixed: bool) -> Result<(Duration, Lines, usize)> {
     let mut cmd = Command::new(rg);
     cmd.args(["--no-config", "--no-heading", "-n", "--with-filename", "--color", "never"]);
     if fixed {
