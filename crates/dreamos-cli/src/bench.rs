@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Index(crate::bench_scan::IndexBench),
     /// Search latency on an index of a tree, beside ripgrep, with equal results checked.
     Search(crate::bench_scan::SearchBench),
+    /// Time from saving an edit to finding it by search, in watch mode.
+    Watch(crate::bench_scan::WatchBench),
 }
 
 #[derive(Args, Clone)]
@@ -54,6 +56,7 @@ pub async fn run(command: &BenchCommand) -> Result<()> {
         BenchCommand::Queue(args) => queue(args).await,
         BenchCommand::Index(args) => crate::bench_scan::index(args),
         BenchCommand::Search(args) => crate::bench_scan::search(args),
+        BenchCommand::Watch(args) => crate::bench_scan::watch(args),
     }
 }
 

@@ -16,6 +16,9 @@ pub struct IndexArgs {
     /// The workspace's name (default: the directory's name).
     #[arg(long)]
     name: Option<String>,
+    /// Keep running, and keep the index fresh as files change (Ctrl-C stops).
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Args)]
@@ -185,6 +188,28 @@ pub fn index(data_dir: &Path, args: &IndexArgs, json_out: bool) -> Result<i32> {
         );
         for s in summary.skipped.iter().filter(|s| s.reason.contains("symlink")).take(20) {
             eprintln!("skipped {}: {}", s.path, s.reason);
+        }
+    }
+    if args.watch {
+        let index = std::sync::Arc::new(index);
+        let _watch = dreamos_scan::watch(index, move |result| match result {
+            Ok(s) if json_out => println!("{}", json!({ "summary": s })),
+            Ok(s) => eprintln!(
+                "updated: {} added, {} changed, {} deleted in {:.0} ms",
+                s.added,
+                s.changed,
+                s.deleted,
+                s.seconds * 1e3
+            ),
+            Err(e) => eprintln!("update failed: {e}"),
+        })?;
+        if !json_out {
+            eprintln!("watching {} (Ctrl-C stops)", ws.root.display());
+        }
+        // Until interrupted (Ctrl-C ends the process; every update is committed when it
+        // is applied). The watch works on its own thread.
+        loop {
+            std::thread::park();
         }
     }
     Ok(0)

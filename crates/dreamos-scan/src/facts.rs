@@ -428,14 +428,6 @@ impl Facts {
         }
     }
 
-    /// A file by id, without its definitions.
-    pub(crate) fn file_row(&self, id: i64) -> Result<Option<FileRow>, ScanError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT path, lang, class, size, code, comment, blank, syntax_errors FROM files WHERE id = ?1",
-        )?;
-        Ok(stmt.query_row([id], file_row).optional()?)
-    }
-
     /// The definitions of a file by path.
     pub(crate) fn file_symbols(&self, path: &str) -> Result<Vec<Symbol>, ScanError> {
         let mut stmt = self.conn.prepare_cached("SELECT lang, facts FROM files WHERE path = ?1")?;
@@ -457,6 +449,15 @@ impl Facts {
             }
         }
         Ok(out)
+    }
+
+    /// Every file by id.
+    pub(crate) fn files_by_id(&self) -> Result<HashMap<i64, FileRow>, ScanError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT path, lang, class, size, code, comment, blank, syntax_errors, id FROM files",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(8)?, file_row(r)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub(crate) fn files(&self) -> Result<Vec<FileRow>, ScanError> {

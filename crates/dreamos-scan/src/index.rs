@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -105,7 +105,7 @@ fn schema() -> (Schema, Fields) {
 fn gram_schema() -> (Schema, GramFields) {
     let mut b = Schema::builder();
     let fields = GramFields {
-        file_id: b.add_u64_field("file_id", INDEXED | STORED),
+        file_id: b.add_u64_field("file_id", INDEXED | FAST),
         lang: b.add_text_field("lang", raw()),
         trigram: b.add_u64_field("trigram", INDEXED),
     };
@@ -207,6 +207,9 @@ pub struct Index {
     grams: tantivy::Index,
     pub(crate) facts: Mutex<Facts>,
     writers: Mutex<Option<(IndexWriter, IndexWriter)>>,
+    /// The file table by id, read once and renewed after each update: a broad grep asks
+    /// for thousands of files.
+    files: Mutex<Option<std::sync::Arc<HashMap<i64, crate::FileRow>>>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -241,6 +244,7 @@ impl Index {
             gram_reader,
             facts: Mutex::new(facts),
             writers: Mutex::new(None),
+            files: Mutex::new(None),
         })
     }
 
@@ -262,6 +266,19 @@ impl Index {
     ) -> Result<Vec<crate::SymbolRow>, ScanError> {
         let glob = path_glob.map(crate::query::path_glob).transpose()?;
         self.facts().symbols(name, kind, |path| glob.as_ref().is_none_or(|g| g.is_match(path)))
+    }
+
+    /// The file table by id (cached until the next update).
+    pub(crate) fn file_table(
+        &self,
+    ) -> Result<std::sync::Arc<HashMap<i64, crate::FileRow>>, ScanError> {
+        let mut cached = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(table) = cached.as_ref() {
+            return Ok(table.clone());
+        }
+        let table = std::sync::Arc::new(self.facts().files_by_id()?);
+        *cached = Some(table.clone());
+        Ok(table)
     }
 
     /// The indexed files, in path order.
@@ -301,6 +318,30 @@ impl Index {
         for path in paths {
             let rel = self.walker.confine(path)?;
             let abs = self.root.join(&rel);
+            let inside = format!("{rel}/");
+            if abs.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                // A directory appeared or changed (a checkout, an extracted archive): its
+                // files, and what it no longer holds.
+                if self.is_ignored(&abs) {
+                    continue;
+                }
+                let (files, left_out) = self.walker.walk_from(&abs);
+                let present: std::collections::HashSet<&str> =
+                    files.iter().map(|c| c.rel.as_str()).collect();
+                gone.extend(
+                    known
+                        .keys()
+                        .filter(|k| k.starts_with(&inside) && !present.contains(k.as_str()))
+                        .cloned(),
+                );
+                candidates.extend(files);
+                skipped.extend(left_out);
+                continue;
+            }
+            // A removed directory takes its files with it.
+            if !abs.exists() {
+                gone.extend(known.keys().filter(|k| k.starts_with(&inside)).cloned());
+            }
             let ignored = self.is_ignored(&abs);
             let is_symlink = abs.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
             match (ignored, abs.exists()) {
@@ -316,6 +357,10 @@ impl Index {
             }
         }
         gone.retain(|p| known.contains_key(p));
+        gone.sort();
+        gone.dedup();
+        candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
+        candidates.dedup_by(|a, b| a.rel == b.rel);
         let mut summary = self.apply(candidates, gone, &known, &mut |_| {})?;
         summary.skipped.extend(skipped);
         Ok(summary)
@@ -487,6 +532,7 @@ impl Index {
         drop(guard);
         self.reader.reload()?;
         self.gram_reader.reload()?;
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = None;
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }

@@ -7,10 +7,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::DocSetCollector;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query as TQuery, TermQuery, TermSetQuery};
-use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocSet, Searcher, Term};
 
 use crate::index::{Fields, Index};
 use crate::query::{self, Query};
@@ -158,10 +157,6 @@ pub struct SearchResults {
     pub elapsed_ms: f64,
 }
 
-fn stored_u64(doc: &TantivyDocument, field: tantivy::schema::Field) -> u64 {
-    doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0)
-}
-
 fn lang_terms(field: tantivy::schema::Field, langs: &[Lang]) -> Vec<Term> {
     let mut names: Vec<&str> = Vec::new();
     for l in langs {
@@ -252,7 +247,20 @@ impl Index {
         let mut query_tokens = HashSet::new();
         let mut tokens: Vec<String> = Vec::new();
         for word in &q.words {
-            for token in tokenize::tokens(word) {
+            let mut word_tokens = tokenize::tokens(word);
+            // An identifier the index holds whole (`tcp_v4_connect`) is asked for as such:
+            // its parts (`tcp`, `connect`) are common words that would only add noise and
+            // time. One it does not hold is looked for by its parts.
+            if word_tokens.len() > 1
+                && searcher.doc_freq(&Term::from_field_text(f.name, &word_tokens[0])).unwrap_or(0)
+                    + searcher
+                        .doc_freq(&Term::from_field_text(f.content, &word_tokens[0]))
+                        .unwrap_or(0)
+                    > 0
+            {
+                word_tokens.truncate(1);
+            }
+            for token in word_tokens {
                 if query_tokens.insert(token.clone()) {
                     tokens.push(token);
                 }
@@ -496,14 +504,28 @@ impl Index {
             vec![(Occur::Must, self.trigram_query(&plan))];
         self.filters(q, g.file_id, g.lang, &mut clauses)?;
         let searcher = self.gram_reader.searcher();
-        let docs = searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
-        let mut files: Vec<(String, String, f32)> = Vec::with_capacity(docs.len());
+        // Candidate files by id, read from a fast column (no stored documents to load).
+        let query = BooleanQuery::new(clauses);
+        let weight =
+            query.weight(tantivy::query::EnableScoring::disabled_from_searcher(&searcher))?;
+        let mut ids = Vec::new();
+        for segment in searcher.segment_readers() {
+            let column = segment.fast_fields().u64("file_id")?.first_or_default_col(0);
+            let alive = segment.alive_bitset();
+            let mut docs = weight.scorer(segment, 1.0)?;
+            let mut doc = docs.doc();
+            while doc != tantivy::TERMINATED {
+                if !alive.is_some_and(|a| a.is_deleted(doc)) {
+                    ids.push(column.get_val(doc) as i64);
+                }
+                doc = docs.advance();
+            }
+        }
+        let mut files: Vec<(String, String, f32)> = Vec::with_capacity(ids.len());
         {
-            let facts = self.facts();
-            for address in docs {
-                let doc: TantivyDocument = searcher.doc(address)?;
-                let id = stored_u64(&doc, g.file_id) as i64;
-                let Some(file) = facts.file_row(id)? else { continue };
+            let table = self.file_table()?;
+            for id in ids {
+                let Some(file) = table.get(&id).cloned() else { continue };
                 let boost = match file.class {
                     crate::walk::FileClass::Source => 1.0,
                     crate::walk::FileClass::Test => 0.5,

@@ -140,15 +140,21 @@ impl Walker {
 
     /// Every file to index, sorted by path, and those left out with why.
     pub(crate) fn walk(&self) -> (Vec<Candidate>, Vec<Skipped>) {
+        self.walk_from(&self.root)
+    }
+
+    /// The files under one directory of the tree (the rules of the directories above it,
+    /// up to the root, apply).
+    pub(crate) fn walk_from(&self, dir: &Path) -> (Vec<Candidate>, Vec<Skipped>) {
         let mut files = Vec::new();
         let mut skipped = Vec::new();
-        let walker = ignore::WalkBuilder::new(&self.root)
+        let walker = ignore::WalkBuilder::new(dir)
             .hidden(true)
             .git_ignore(true)
             .git_global(false)
             .git_exclude(true)
             .ignore(true)
-            .parents(false)
+            .parents(dir != self.root)
             // As ripgrep: `.gitignore` applies inside a git repository (`.ignore` always).
             .require_git(true)
             .follow_links(false)
@@ -227,20 +233,18 @@ impl Walker {
         if self.config.skip_vendored && self.vendored.is_match(rel) {
             return Err("vendored".into());
         }
-        let real = if is_symlink {
-            match path.canonicalize() {
-                Ok(real) if real.starts_with(&self.root) => real,
+        // Symlinks are not followed (as in ripgrep): one inside the tree points at a file
+        // indexed where it is; one that leaves the tree is refused, and said so.
+        if is_symlink {
+            return match path.canonicalize() {
+                Ok(real) if real.starts_with(&self.root) => Ok(None),
                 Ok(real) => {
-                    return Err(format!(
-                        "symlink to {} leaves the workspace root; not followed",
-                        real.display()
-                    ));
+                    Err(format!("symlink to {} leaves the workspace root; refused", real.display()))
                 }
-                Err(_) => return Err("broken symlink".into()),
-            }
-        } else {
-            path.to_path_buf()
-        };
+                Err(_) => Ok(None),
+            };
+        }
+        let real = path.to_path_buf();
         let meta = std::fs::metadata(&real).map_err(|e| format!("unreadable: {e}"))?;
         if !meta.is_file() {
             return Ok(None);
