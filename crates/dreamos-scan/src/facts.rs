@@ -295,6 +295,37 @@ impl Facts {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// What is known of these paths, and of every path under them.
+    pub(crate) fn known_under(
+        &self,
+        paths: &[String],
+    ) -> Result<HashMap<String, Known>, ScanError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, path, hash, size, mtime_ns FROM files WHERE path = ?1 \
+             OR (path > ?2 AND path < ?3)",
+        )?;
+        let mut out = HashMap::new();
+        for p in paths {
+            // `p/` up to `p0` (the character after `/`) is everything under `p/`.
+            let rows = stmt.query_map(params![p, format!("{p}/"), format!("{p}0")], |r| {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    Known {
+                        id: r.get(0)?,
+                        hash: r.get::<_, Vec<u8>>(2)?.try_into().unwrap_or([0; 16]),
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (path, known) = row?;
+                out.insert(path, known);
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn begin(&mut self) -> Result<rusqlite::Transaction<'_>, ScanError> {
         Ok(self.conn.transaction()?)
     }

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
+use tantivy::indexer::NoMergePolicy;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
@@ -34,8 +34,13 @@ use crate::{Lang, ScanError, trigram};
 
 /// The tokenizer name registered on every index.
 const CODE: &str = "code";
+/// Updates of at most this many files are applied on the calling thread with one
+/// indexing thread (a save in watch mode).
+const SMALL_UPDATE: usize = 16;
 /// Updates of at least this many files end with their segments merged into one.
 const MERGE_AFTER: usize = 1_000;
+/// Memory for the writers of small updates (tantivy's minimum is 15 MB per thread).
+const SMALL_WRITER_MEMORY: usize = 16 * 1024 * 1024;
 /// Memory for tantivy's indexing buffers, shared by its threads.
 const WRITER_MEMORY: usize = 256 * 1024 * 1024;
 
@@ -128,6 +133,37 @@ fn open_tantivy(dir: &Path, schema: Schema) -> Result<tantivy::Index, ScanError>
     Ok(index)
 }
 
+/// Segments an index may have before its small ones are merged.
+const MAX_SEGMENTS: usize = 8;
+
+/// Merges every segment into one, and removes the files of the old ones.
+fn merge_all(index: &tantivy::Index, writer: &mut IndexWriter) -> Result<(), ScanError> {
+    let segments = index.searchable_segment_ids()?;
+    if segments.len() > 1 {
+        writer.merge(&segments).wait()?;
+        writer.garbage_collect_files().wait()?;
+    }
+    Ok(())
+}
+
+/// Merges the small segments (an eighth of the largest or less) when there are more than
+/// [`MAX_SEGMENTS`]; whether it merged.
+fn compact(index: &tantivy::Index, writer: &mut IndexWriter) -> Result<bool, ScanError> {
+    let metas = index.searchable_segment_metas()?;
+    if metas.len() <= MAX_SEGMENTS {
+        return Ok(false);
+    }
+    let largest = metas.iter().map(|m| m.num_docs()).max().unwrap_or(0);
+    let small: Vec<_> =
+        metas.iter().filter(|m| m.num_docs() <= largest / 8).map(|m| m.id()).collect();
+    if small.len() < 2 {
+        return Ok(false);
+    }
+    writer.merge(&small).wait()?;
+    writer.garbage_collect_files().wait()?;
+    Ok(true)
+}
+
 /// What a document is, for ranking and filtering at query time, packed in one number:
 /// `lang * 64 + class * 16 + kind`, with kind 0 for a file document and `SymbolKind::ALL`'s
 /// index + 1 for a definition, and lang `Lang::ALL`'s index + 1 (0 for plain text).
@@ -206,7 +242,8 @@ pub struct Index {
     tantivy: tantivy::Index,
     grams: tantivy::Index,
     pub(crate) facts: Mutex<Facts>,
-    writers: Mutex<Option<(IndexWriter, IndexWriter)>>,
+    /// The writers, and how many indexing threads they were made with.
+    writers: Mutex<Option<(IndexWriter, IndexWriter, usize)>>,
     /// The file table by id, read once and renewed after each update: a broad grep asks
     /// for thousands of files.
     files: Mutex<Option<std::sync::Arc<HashMap<i64, crate::FileRow>>>>,
@@ -268,6 +305,20 @@ impl Index {
         self.facts().symbols(name, kind, |path| glob.as_ref().is_none_or(|g| g.is_match(path)))
     }
 
+    /// Merges the small segments that updates left behind, if they have piled up (watch
+    /// mode calls this when idle).
+    pub fn compact(&self) -> Result<(), ScanError> {
+        let mut guard = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((writer, gram_writer, _)) = guard.as_mut() else { return Ok(()) };
+        let merged = compact(&self.tantivy, writer)? | compact(&self.grams, gram_writer)?;
+        drop(guard);
+        if merged {
+            self.reader.reload()?;
+            self.gram_reader.reload()?;
+        }
+        Ok(())
+    }
+
     /// The file table by id (cached until the next update).
     pub(crate) fn file_table(
         &self,
@@ -311,7 +362,12 @@ impl Index {
     /// each is re-read, or removed from the index if it no longer exists or is no longer
     /// indexable. A path outside the root is refused.
     pub fn update_paths(&self, paths: &[PathBuf]) -> Result<UpdateSummary, ScanError> {
-        let known = self.facts().known()?;
+        // What is known of these paths (and, for directories, what lies under them).
+        let mut prefixes = Vec::new();
+        for path in paths {
+            prefixes.push(self.walker.confine(path)?);
+        }
+        let known = self.facts().known_under(&prefixes)?;
         let mut candidates = Vec::new();
         let mut gone = Vec::new();
         let mut skipped = Vec::new();
@@ -380,13 +436,22 @@ impl Index {
         !found && abs.exists()
     }
 
+    /// The writers, with `threads` indexing threads: many for a large update, one for a
+    /// small one. A small update also gets a small memory budget: tantivy sizes each new
+    /// segment's term table from the budget, and allocating and walking a table made for
+    /// 256 MB cost a save in watch mode more than everything else together.
     #[allow(clippy::type_complexity)]
     fn writers(
         &self,
-    ) -> Result<std::sync::MutexGuard<'_, Option<(IndexWriter, IndexWriter)>>, ScanError> {
+        threads: usize,
+    ) -> Result<std::sync::MutexGuard<'_, Option<(IndexWriter, IndexWriter, usize)>>, ScanError>
+    {
         let mut guard = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_some_and(|w| w.2 != threads) {
+            // Dropping the writers waits for their threads and releases the index lock.
+            *guard = None;
+        }
         if guard.is_none() {
-            let threads = self.walker.config().threads().clamp(1, 8);
             let busy = |e: tantivy::TantivyError| match e {
                 tantivy::TantivyError::LockFailure(..) => ScanError::Conflict(format!(
                     "the index in {} is being written by another process (a running node?)",
@@ -394,10 +459,16 @@ impl Index {
                 )),
                 other => ScanError::Index(other),
             };
-            let text =
-                self.tantivy.writer_with_num_threads(threads, WRITER_MEMORY).map_err(busy)?;
-            let grams = self.grams.writer_with_num_threads(1, WRITER_MEMORY / 2).map_err(busy)?;
-            *guard = Some((text, grams));
+            let (text_memory, gram_memory) = if threads == 1 {
+                (SMALL_WRITER_MEMORY, SMALL_WRITER_MEMORY)
+            } else {
+                (WRITER_MEMORY, WRITER_MEMORY / 2)
+            };
+            let text = self.tantivy.writer_with_num_threads(threads, text_memory).map_err(busy)?;
+            let grams = self.grams.writer_with_num_threads(1, gram_memory).map_err(busy)?;
+            text.set_merge_policy(Box::new(NoMergePolicy));
+            grams.set_merge_policy(Box::new(NoMergePolicy));
+            *guard = Some((text, grams, threads));
         }
         Ok(guard)
     }
@@ -417,28 +488,32 @@ impl Index {
             ..Progress::default()
         };
         progress(&state);
-        let mut guard = self.writers()?;
-        let (writer, gram_writer) =
-            guard.as_mut().ok_or_else(|| ScanError::Config("no index writer".into()))?;
         let large = candidates.len() >= MERGE_AFTER;
-        if large {
-            writer.set_merge_policy(Box::new(NoMergePolicy));
-            gram_writer.set_merge_policy(Box::new(NoMergePolicy));
-        }
+        let threads = self.walker.config().threads();
+        let small = candidates.len() <= SMALL_UPDATE;
+        let mut guard = self.writers(if small { 1 } else { threads.clamp(1, 8) })?;
+        let (writer, gram_writer, _) =
+            guard.as_mut().ok_or_else(|| ScanError::Config("no index writer".into()))?;
         let forget = |w: &IndexWriter, g: &IndexWriter, id: i64| {
             w.delete_term(Term::from_field_u64(self.fields.file_id, id as u64));
             g.delete_term(Term::from_field_u64(self.gram_fields.file_id, id as u64));
         };
         let mut facts_guard = self.facts();
         let tx = facts_guard.begin()?;
-        let threads = self.walker.config().threads();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| ScanError::Config(e.to_string()))?;
         let (send, receive) = sync_channel::<(Candidate, Outcome)>(256);
         let result = std::thread::scope(|scope| -> Result<(), ScanError> {
             scope.spawn(|| {
+                if small {
+                    // A few files (a save, in watch mode): no pool to start.
+                    for candidate in candidates {
+                        let outcome = self.process(&candidate, known.get(&candidate.rel));
+                        let _ = send.send((candidate, outcome));
+                    }
+                    return;
+                }
+                let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(threads).build() else {
+                    return;
+                };
                 pool.install(|| {
                     candidates.into_par_iter().for_each_with(send, |send, candidate| {
                         let outcome = self.process(&candidate, known.get(&candidate.rel));
@@ -507,32 +582,47 @@ impl Index {
                 summary.deleted += 1;
             }
         }
-        writer.commit()?;
-        gram_writer.commit()?;
-        // After a large update, one segment per index: no term dictionary kept twice, and
-        // searches visit one segment. (During it, tantivy's own merges were off, so that
-        // none is running on these segments now.) Small updates leave merging to tantivy.
+        let processed = started.elapsed();
+        // Both indexes commit at once: each commit writes and syncs its new segment.
+        let (text, grams) = std::thread::scope(|scope| {
+            let grams = scope.spawn(|| gram_writer.commit());
+            (writer.commit(), grams.join())
+        });
+        text?;
+        grams.map_err(|_| ScanError::Config("the trigram index writer panicked".into()))??;
+        let text_committed = started.elapsed();
+        let grams_committed = text_committed;
+        // Merging is ours to schedule (the writers have no merge policy): never while a
+        // save waits. After a large update, one segment per index (no term dictionary kept
+        // twice, one segment to visit per search); after a medium one, small segments are
+        // merged when they pile up; watch mode compacts when idle.
         if large {
-            for (index, w) in [(&self.tantivy, &mut *writer), (&self.grams, &mut *gram_writer)] {
-                let segments = index.searchable_segment_ids()?;
-                if segments.len() > 1 {
-                    w.merge(&segments).wait()?;
-                }
-                w.set_merge_policy(Box::new(LogMergePolicy::default()));
-                // The merged segments' files go now rather than at some later commit.
-                w.garbage_collect_files().wait()?;
-            }
+            merge_all(&self.tantivy, writer)?;
+            merge_all(&self.grams, gram_writer)?;
+        } else if !small {
+            compact(&self.tantivy, writer)?;
+            compact(&self.grams, gram_writer)?;
         }
         tx.commit()?;
         if large {
             facts_guard.checkpoint()?;
         }
+        let facts_committed = started.elapsed();
         summary.files = facts_guard.count()?;
         drop(facts_guard);
         drop(guard);
         self.reader.reload()?;
         self.gram_reader.reload()?;
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::debug!(
+            files = summary.added + summary.changed + summary.deleted,
+            processed_ms = processed.as_secs_f64() * 1e3,
+            text_commit_ms = (text_committed - processed).as_secs_f64() * 1e3,
+            grams_commit_ms = (grams_committed - text_committed).as_secs_f64() * 1e3,
+            facts_commit_ms = (facts_committed - grams_committed).as_secs_f64() * 1e3,
+            reload_ms = (started.elapsed() - facts_committed).as_secs_f64() * 1e3,
+            "index updated"
+        );
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }

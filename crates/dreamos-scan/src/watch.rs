@@ -15,10 +15,13 @@ use notify::{RecursiveMode, Watcher as _};
 
 use crate::{Index, ScanError, UpdateSummary};
 
-/// How long a burst may keep arriving after its first event.
-const BURST: Duration = Duration::from_millis(5);
+/// How long a burst may go quiet before it is applied (a save's events arrive within about
+/// a millisecond of each other).
+const BURST: Duration = Duration::from_millis(2);
 /// The longest a burst is gathered before it is applied anyway.
 const BURST_LIMIT: Duration = Duration::from_millis(50);
+/// Quiet time after which the small segments of saves are merged.
+const IDLE: Duration = Duration::from_secs(3);
 
 enum Message {
     Paths(Vec<PathBuf>),
@@ -81,14 +84,26 @@ fn run(
     receive: Receiver<Message>,
     on_update: impl Fn(Result<&UpdateSummary, &ScanError>),
 ) {
+    let mut dirty = false;
     loop {
         let mut paths: Vec<PathBuf> = Vec::new();
         let mut rescan = false;
-        match receive.recv() {
+        let first =
+            if dirty { receive.recv_timeout(IDLE) } else { receive.recv().map_err(Into::into) };
+        match first {
             Ok(Message::Paths(p)) => paths.extend(p),
             Ok(Message::Rescan) => rescan = true,
-            Ok(Message::Stop) | Err(_) => return,
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                // Quiet for a while: merge what the saves left behind.
+                if let Err(e) = index.compact() {
+                    tracing::warn!(error = %e, "compacting the index failed");
+                }
+                dirty = false;
+                continue;
+            }
         }
+        dirty = true;
         let started = Instant::now();
         loop {
             let left = BURST_LIMIT.saturating_sub(started.elapsed());
@@ -102,6 +117,12 @@ fn run(
         }
         paths.sort();
         paths.dedup();
+        tracing::debug!(
+            paths = paths.len(),
+            rescan,
+            gathered_ms = started.elapsed().as_secs_f64() * 1e3,
+            "applying changes"
+        );
         let result = if rescan { index.update(&mut |_| {}) } else { index.update_paths(&paths) };
         match &result {
             Ok(summary) if summary.added + summary.changed + summary.deleted == 0 => {}
