@@ -367,7 +367,18 @@ pub(crate) fn is_type_use(cx: &Context<'_, '_>, node: Node<'_>, k: &str) -> bool
                 || (cx.up_kind(1) == "argument_list" && cx.up_kind(2) == "class_definition")
         }
         (_, "type_identifier") => match cx.up(1) {
-            Some(p) => p.child_by_field_name("name").is_none_or(|n| n.id() != node.id()),
+            Some(p) => {
+                let is = |f: &str| p.child_by_field_name(f).is_some_and(|n| n.id() == node.id());
+                let parent = kind(cx.lang, p);
+                // `struct ring { ... }` defines `ring`; `struct ring *r` uses it.
+                let defines = match parent {
+                    "struct_specifier" | "union_specifier" | "enum_specifier"
+                    | "class_specifier" => is("name") && p.child_by_field_name("body").is_some(),
+                    "type_definition" => is("declarator"),
+                    _ => is("name"),
+                };
+                !defines
+            }
             None => true,
         },
         _ => false,
@@ -486,7 +497,15 @@ pub(crate) fn parameter_count(lang: Lang, node: Node<'_>, src: &[u8]) -> u32 {
             }
             d.and_then(|f| field(f, "parameters"))
         }
-        _ => field(node, "parameters"),
+        _ => {
+            // `const f = (a, b) => ...`: the function is the declarator's value; `x => ...`
+            // has one bare parameter.
+            let value = field(node, "value");
+            if value.and_then(|v| field(v, "parameter")).is_some() {
+                return 1;
+            }
+            field(node, "parameters").or_else(|| value.and_then(|v| field(v, "parameters")))
+        }
     };
     let Some(list) = list else { return 0 };
     let mut cursor = list.walk();

@@ -295,21 +295,27 @@ impl Index {
         // Filters decide which documents may appear; they do not score.
         let mut clauses: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
         for name in &q.sym {
-            let mut alternatives: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
-            for token in tokenize::tokens(name) {
+            // `sym:tcp_connect` is that name when the index has it, else a name with all of
+            // its parts (`tcp` and `connect`).
+            let mut parts = tokenize::tokens(name);
+            if parts.is_empty() {
+                return Err(ScanError::Query(format!("sym:{name} has no name characters")));
+            }
+            if searcher.doc_freq(&Term::from_field_text(f.name, &parts[0])).unwrap_or(0) > 0 {
+                parts.truncate(1);
+            } else if parts.len() > 1 {
+                parts.remove(0);
+            }
+            let mut required: Vec<(Occur, Box<dyn TQuery>)> = Vec::new();
+            for token in parts {
                 if query_tokens.insert(token.clone()) {
                     terms.push(bm25f::QueryTerm { text: token.clone(), weight: 1.0 });
                 }
                 let term = Term::from_field_text(f.name, &token);
-                alternatives.push((
-                    Occur::Should,
-                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-                ));
+                required
+                    .push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
             }
-            if alternatives.is_empty() {
-                return Err(ScanError::Query(format!("sym:{name} has no name characters")));
-            }
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(alternatives))));
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(required))));
         }
         for word in &q.not_words {
             for token in tokenize::tokens(word).into_iter().take(1) {

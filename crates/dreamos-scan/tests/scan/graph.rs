@@ -1,0 +1,105 @@
+//! Import resolution per language, package manifests, cycles and dependents.
+
+use std::collections::BTreeSet;
+
+use crate::indexed;
+
+#[test]
+fn imports_resolve_to_files_per_language() {
+    let t = indexed("tree");
+    let g = t.index.graph().unwrap();
+    let edges: BTreeSet<(String, String, String)> =
+        g.edges.iter().map(|e| (e.from.clone(), e.to.clone(), e.kind.clone())).collect();
+    let has = |from: &str, to: &str, kind: &str| {
+        assert!(
+            edges.contains(&(from.to_string(), to.to_string(), kind.to_string())),
+            "missing {from} -> {to} ({kind}); edges: {edges:#?}"
+        );
+    };
+    // Rust: `mod` declarations, `use crate::...` to modules and to the file defining an item.
+    has("crate/src/lib.rs", "crate/src/accounts.rs", "mod");
+    has("crate/src/lib.rs", "crate/src/journal.rs", "mod");
+    has("crate/src/lib.rs", "crate/src/accounts.rs", "import");
+    has("crate/src/accounts.rs", "crate/src/journal.rs", "import");
+    has("crate/src/accounts.rs", "crate/src/lib.rs", "import"); // crate::Result
+    has("crate/src/journal.rs", "crate/src/accounts.rs", "import");
+    // Python: relative, absolute and package imports.
+    has("pkg/__init__.py", "pkg/core.py", "import");
+    has("pkg/core.py", "pkg/util.py", "import");
+    has("pkg/util.py", "pkg/core.py", "import");
+    has("app.py", "pkg/core.py", "import");
+    has("app.py", "pkg/util.py", "import");
+    has("tests/test_core.py", "pkg/core.py", "import");
+    // JavaScript and TypeScript: relative paths, extensions and index files.
+    has("web/index.js", "web/lib/index.js", "import");
+    has("web/index.js", "web/lib/format.ts", "import");
+    has("web/lib/format.ts", "web/index.js", "import");
+    // Go: the module path from go.mod.
+    has("cmd/app/main.go", "store/store.go", "import");
+    // Java: package path to file.
+    has("java/com/ex/App.java", "java/com/ex/util/Strings.java", "import");
+    // C: next to the including file, or where the include path is.
+    has("csrc/src/ring.c", "csrc/include/ring.h", "import");
+    has("csrc/include/ring.h", "csrc/include/ring_types.h", "import");
+    // What is not a file of the tree is external.
+    let external: BTreeSet<&str> = g.external.iter().map(|e| e.import.as_str()).collect();
+    for name in ["os", "fmt", "stdio.h"] {
+        assert!(external.contains(name), "{name} in {external:?}");
+    }
+    // Packages from the manifests.
+    let packages: BTreeSet<(String, String, bool)> =
+        g.packages.iter().map(|p| (p.ecosystem.clone(), p.name.clone(), p.dev)).collect();
+    for p in [
+        ("cargo", "serde", false),
+        ("cargo", "local-util", false),
+        ("cargo", "tempfile", true),
+        ("npm", "react", false),
+        ("npm", "jest", true),
+        ("python", "requests", false),
+        ("go", "github.com/google/uuid", false),
+    ] {
+        assert!(
+            packages.contains(&(p.0.to_string(), p.1.to_string(), p.2)),
+            "{p:?} in {packages:?}"
+        );
+    }
+}
+
+#[test]
+fn cycles_dependents_and_exports() {
+    let t = indexed("tree");
+    let g = t.index.graph().unwrap();
+    let cycles = g.cycles();
+    let has_cycle = |members: &[&str]| {
+        assert!(
+            cycles.iter().any(|c| members.iter().all(|m| c.iter().any(|n| n == m))),
+            "no cycle through {members:?} in {cycles:?}"
+        );
+    };
+    has_cycle(&["crate/src/accounts.rs", "crate/src/journal.rs"]);
+    has_cycle(&["pkg/core.py", "pkg/util.py"]);
+    has_cycle(&["web/index.js", "web/lib/format.ts"]);
+    has_cycle(&["csrc/include/ring.h", "csrc/include/ring_types.h"]);
+    // Go and Java have none.
+    assert!(cycles.iter().all(|c| !c.iter().any(|n| n.ends_with(".go") || n.ends_with(".java"))));
+
+    let direct: Vec<String> = g.dependents("pkg/util.py", 1).into_iter().map(|d| d.path).collect();
+    assert_eq!(direct, ["app.py", "pkg/core.py"]);
+    let all: Vec<(String, usize)> =
+        g.dependents("util.py", usize::MAX).into_iter().map(|d| (d.path, d.depth)).collect();
+    assert_eq!(
+        all,
+        [
+            ("app.py".to_string(), 1),
+            ("pkg/core.py".to_string(), 1),
+            ("pkg/__init__.py".to_string(), 2),
+            ("tests/test_core.py".to_string(), 2),
+        ]
+    );
+    let dot = g.to_dot();
+    assert!(dot.starts_with("digraph") && dot.contains("\"app.py\" -> \"pkg/core.py\";"), "{dot}");
+    let mermaid = g.to_mermaid();
+    assert!(mermaid.starts_with("graph LR") && mermaid.contains("-->"), "{mermaid}");
+    let modules = g.by_directory();
+    assert!(modules.edges.iter().any(|e| e.from == "cmd/app" && e.to == "store"));
+}
