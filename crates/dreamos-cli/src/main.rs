@@ -58,6 +58,9 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Code workspaces registered with the node: add, list, remove, index.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Index a source tree (it becomes a workspace of the data dir); no node needed.
     Index(scan::IndexArgs),
     /// Search the indexed workspaces: words, "phrases", /regexes/, sym:, lang:, path:, kind:.
@@ -84,6 +87,9 @@ struct UpArgs {
     /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long, env = "DREAMOS_STORE")]
     store: Option<String>,
+    /// A source tree to register as a code workspace and index (repeatable).
+    #[arg(long = "workspace")]
+    workspaces: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +147,23 @@ struct SubmitArgs {
 }
 
 #[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Register a source tree of the node's machine and index it (admin).
+    Add { name: String, path: PathBuf },
+    /// List the workspaces.
+    List,
+    /// Forget a workspace and delete its index (its files are kept).
+    Remove { name: String },
+    /// Index a workspace again (an `index` task).
+    Index {
+        name: String,
+        /// Wait for the index to be up to date, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the effective configuration (without secrets).
     Show,
@@ -185,6 +208,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Task(ref command) => task(&cli, command).await,
+        Command::Workspace(ref command) => workspace(&cli, command).await,
         Command::Index(ref args) => scan::index(&cli.data_dir, args, cli.json),
         Command::Search(ref args) => scan::search(&cli.data_dir, args, cli.json),
         Command::Symbols(ref args) => scan::symbols(&cli.data_dir, args, cli.json),
@@ -194,8 +218,12 @@ async fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn up(cli: &Cli, args: &UpArgs) -> Result<i32> {
-    let overrides =
-        Overrides { listen: args.listen.clone(), agents: args.agents, store: args.store.clone() };
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        agents: args.agents,
+        store: args.store.clone(),
+        workspaces: args.workspaces.clone(),
+    };
     let config = Config::load(&cli.data_dir, cli.config.as_deref(), overrides)?;
     let store = dreamos_node::config::redact_url(&config.store);
     let agents = config.agents;
@@ -357,6 +385,95 @@ async fn task(cli: &Cli, command: &TaskCommand) -> Result<i32> {
                 client.post(&format!("/api/v1/tasks/{}/retry", parse_id(id)?), &json!({})).await?;
             output::task_line(&v, cli.json, false);
             Ok(0)
+        }
+    }
+}
+
+async fn workspace(cli: &Cli, command: &WorkspaceCommand) -> Result<i32> {
+    let client = client(cli)?;
+    match command {
+        WorkspaceCommand::Add { name, path } => {
+            let path =
+                path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
+            let body = json!({ "name": name, "path": path });
+            let v = client.post("/api/v1/workspaces", &body).await?;
+            if cli.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "workspace {} ({}) added; indexing as task {}",
+                    v["workspace"]["name"].as_str().unwrap_or_default(),
+                    v["workspace"]["root"].as_str().unwrap_or_default(),
+                    v["task"]["id"]
+                );
+            }
+            Ok(0)
+        }
+        WorkspaceCommand::List => {
+            let v = client.get("/api/v1/workspaces").await?;
+            let list = v["workspaces"].as_array().cloned().unwrap_or_default();
+            if cli.json {
+                for w in &list {
+                    println!("{w}");
+                }
+            } else if list.is_empty() {
+                println!("no workspaces: dreamos workspace add NAME PATH");
+            } else {
+                println!("{:<20} {:>8}  {:<8}  ROOT", "NAME", "FILES", "WATCHED");
+                for w in &list {
+                    println!(
+                        "{:<20} {:>8}  {:<8}  {}",
+                        w["name"].as_str().unwrap_or_default(),
+                        w["files"],
+                        if w["watching"].as_bool() == Some(true) { "yes" } else { "no" },
+                        w["root"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        WorkspaceCommand::Remove { name } => {
+            let v = client
+                .call(reqwest::Method::DELETE, &format!("/api/v1/workspaces/{name}"), None)
+                .await?;
+            if cli.json {
+                println!("{v}");
+            } else {
+                println!("workspace {name} removed (its files are untouched)");
+            }
+            Ok(0)
+        }
+        WorkspaceCommand::Index { name, wait } => {
+            let v = client.post(&format!("/api/v1/workspaces/{name}/index"), &json!({})).await?;
+            let id = v["task"]["id"].as_i64().unwrap_or_default();
+            if !wait {
+                if cli.json {
+                    println!("{v}");
+                } else {
+                    println!("indexing {name} as task {id}");
+                }
+                return Ok(0);
+            }
+            loop {
+                let t = client.get(&format!("/api/v1/tasks/{id}?wait_ms=1000")).await?;
+                let state = t["state"].as_str().unwrap_or_default().to_string();
+                if !cli.json
+                    && let Some(p) = t.get("progress").filter(|p| !p.is_null())
+                {
+                    eprint!(
+                        "\r{:>5.1}% {}    ",
+                        p["percent"].as_f64().unwrap_or(0.0),
+                        p["message"].as_str().unwrap_or("")
+                    );
+                }
+                if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+                    if !cli.json {
+                        eprintln!();
+                    }
+                    output::task_detail(&t, cli.json);
+                    return Ok(if state == "succeeded" { 0 } else { 2 });
+                }
+            }
         }
     }
 }

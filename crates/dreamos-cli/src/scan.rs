@@ -360,7 +360,12 @@ fn workspace_at(
         None => r.add(None, &target)?,
     };
     let index = open(data_dir, &ws)?;
-    let summary = index.update(&mut |_| {})?;
+    let summary = match index.update(&mut |_| {}) {
+        Ok(s) => s,
+        // A running node writes this index (and keeps it fresh): read it as it is.
+        Err(dreamos_scan::ScanError::Conflict(_)) => dreamos_scan::UpdateSummary::default(),
+        Err(e) => return Err(e.into()),
+    };
     if !json_out && summary.added + summary.changed + summary.deleted > 0 {
         eprintln!(
             "{}: indexed {} new and {} changed files, removed {}",

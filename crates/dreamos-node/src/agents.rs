@@ -9,16 +9,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dreamos_core::{Completion, Outcome, Task, TaskError};
+use std::sync::Mutex;
+
+use dreamos_core::{Completion, Outcome, Progress, Task, TaskError};
 use dreamos_queue::Queue;
 use dreamos_store::{ClaimRequest, Heartbeat, StoreError};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::code;
 use crate::config::Config;
 use crate::exec;
 use crate::metrics::Metrics;
+use crate::workspaces::Workspaces;
 
 /// What the local agents share.
 #[derive(Clone)]
@@ -30,10 +34,15 @@ pub struct AgentContext {
     pub stop_claiming: watch::Receiver<bool>,
     /// Becomes true when the grace period is over: running tasks are released.
     pub hard_stop: watch::Receiver<bool>,
+    /// The code workspaces (for `index`, `search` and `analyze`).
+    pub workspaces: Arc<Workspaces>,
 }
 
 /// The capabilities of every local agent.
-pub const LOCAL_CAPABILITIES: [&str; 2] = ["noop", "exec"];
+pub const LOCAL_CAPABILITIES: [&str; 5] = ["noop", "exec", "index", "search", "analyze"];
+
+/// How often a task that reports progress heartbeats (with its latest progress).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The lease-holder prefix of this node's local agents; on start the node fails the attempts
 /// a previous run of it left behind (`agent_lost`).
@@ -84,14 +93,19 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
         .dispatch_latency
         .observe((claimed_at - task.available_at_ms).max(0) as f64 / 1000.0);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let mut work = Box::pin(execute(ctx, &task, cancel_rx));
-    let beat_every = Duration::from_millis((ctx.config.lease_ms / 3).max(10) as u64);
+    let progress: Arc<Mutex<Option<Progress>>> = Arc::new(Mutex::new(None));
+    let mut work = Box::pin(execute(ctx, &task, cancel_rx, progress.clone()));
+    let mut beat_every = Duration::from_millis((ctx.config.lease_ms / 3).max(10) as u64);
+    if code::CAPABILITIES.contains(&task.kind.as_str()) {
+        beat_every = beat_every.min(PROGRESS_EVERY);
+    }
     let mut hard_stop = ctx.hard_stop.clone();
     let outcome = loop {
         tokio::select! {
             outcome = &mut work => break Some(outcome),
             _ = tokio::time::sleep(beat_every) => {
-                let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: None };
+                let latest = progress.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: latest };
                 match store.heartbeat(vec![beat]).await.map(|mut a| a.remove(0)) {
                     Ok(Ok(answer)) => {
                         if answer.cancel_requested {
@@ -137,7 +151,12 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
     }
 }
 
-async fn execute(ctx: &AgentContext, task: &Task, mut cancel: watch::Receiver<bool>) -> Outcome {
+async fn execute(
+    ctx: &AgentContext,
+    task: &Task,
+    mut cancel: watch::Receiver<bool>,
+    progress: Arc<Mutex<Option<Progress>>>,
+) -> Outcome {
     match task.kind.as_str() {
         // `noop` succeeds at once, or after `sleep_ms` (to stand in for real work in tests).
         "noop" => {
@@ -151,6 +170,20 @@ async fn execute(ctx: &AgentContext, task: &Task, mut cancel: watch::Receiver<bo
             Outcome::Succeeded { result: json!({}) }
         }
         "exec" => exec::run(&ctx.config, task, cancel).await,
+        // Parsing and indexing are CPU work: off the async executor. (An index update is
+        // not interrupted by cancellation; the task is cancelled when it reports.)
+        "index" | "search" | "analyze" => {
+            let (workspaces, task) = (ctx.workspaces.clone(), task.clone());
+            match tokio::task::spawn_blocking(move || code::run(&workspaces, &task, &progress))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Failed {
+                    error: TaskError { class: "panic".into(), message: e.to_string() },
+                    retryable: false,
+                },
+            }
+        }
         other => Outcome::Failed {
             error: TaskError {
                 class: "unsupported_kind".into(),

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, StateLabels};
 use crate::views::{EventView, TaskDetail, TaskView};
+use crate::workspaces::Workspaces;
 
 /// Everything a request handler may need.
 #[derive(Clone)]
@@ -31,6 +32,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub node_id: String,
     pub started: Instant,
+    pub workspaces: Arc<Workspaces>,
 }
 
 /// Largest request body: a batch of tasks.
@@ -49,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/cancel", post(cancel))
         .route("/api/v1/tasks/{id}/retry", post(retry))
+        .route("/api/v1/workspaces", get(list_workspaces).post(add_workspace))
+        .route("/api/v1/workspaces/{name}", axum::routing::delete(remove_workspace))
+        .route("/api/v1/workspaces/{name}/index", post(index_workspace))
+        .route("/api/v1/search", get(search))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -307,4 +313,131 @@ async fn retry(
 async fn task_response(state: &AppState, id: TaskId) -> Result<Response, ApiError> {
     let task = state.queue.store().get(id).await?.ok_or(dreamos_store::StoreError::NotFound(id))?;
     Ok(Json(TaskView::from(task)).into_response())
+}
+
+fn scan_error(e: dreamos_scan::ScanError) -> ApiError {
+    let code = match e.code() {
+        "not_found" => ErrorCode::NotFound,
+        "bad_query" | "bad_config" | "outside_root" => ErrorCode::BadRequest,
+        "conflict" => ErrorCode::InvalidTransition,
+        _ => ErrorCode::Internal,
+    };
+    ApiError::new(code, e.to_string())
+}
+
+/// Runs scanner work (file system, parsing, index reads) off the async executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, dreamos_scan::ScanError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(scan_error)
+}
+
+async fn list_workspaces(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "list workspaces")?;
+    let workspaces = state.workspaces.clone();
+    let list = blocking(move || workspaces.list()).await?;
+    Ok(Json(json!({ "workspaces": list })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddWorkspace {
+    name: Option<String>,
+    path: String,
+}
+
+/// Submits an `index` task for a workspace.
+async fn submit_index(state: &AppState, who: &Principal, name: &str) -> Result<TaskView, ApiError> {
+    let request = SubmitRequest::new("index", json!({ "workspace": name }));
+    let summary = state.queue.submit(&who.name(), vec![request]).await?.remove(0);
+    state.metrics.submitted.inc();
+    let task = state
+        .queue
+        .store()
+        .get(summary.id)
+        .await?
+        .ok_or(dreamos_store::StoreError::NotFound(summary.id))?;
+    Ok(TaskView::from(task))
+}
+
+/// Registers a source tree of the node's machine as a workspace (admin: it lets the node
+/// read that tree) and starts indexing it.
+async fn add_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<AddWorkspace>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Admin, "add workspaces")?.clone();
+    let Json(body) = body?;
+    let workspaces = state.workspaces.clone();
+    let ws =
+        blocking(move || workspaces.add(body.name.as_deref(), std::path::Path::new(&body.path)))
+            .await?;
+    let task = submit_index(&state, &who, &ws.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "workspace": { "name": ws.name, "root": ws.root }, "task": task })),
+    )
+        .into_response())
+}
+
+async fn remove_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin, "remove workspaces")?;
+    let workspaces = state.workspaces.clone();
+    let ws = blocking(move || workspaces.remove(&name)).await?;
+    Ok(Json(json!({ "removed": { "name": ws.name, "root": ws.root } })).into_response())
+}
+
+async fn index_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "index workspaces")?.clone();
+    let workspaces = state.workspaces.clone();
+    let lookup = name.clone();
+    blocking(move || workspaces.get(&lookup)).await?;
+    let task = submit_index(&state, &who, &name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "task": task }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    q: String,
+    workspace: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "search code")?;
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > 1_000 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 1000"));
+    }
+    let options = dreamos_scan::SearchOptions {
+        limit,
+        offset: q.offset.unwrap_or(0),
+        ..dreamos_scan::SearchOptions::default()
+    };
+    let workspaces = state.workspaces.clone();
+    let result =
+        blocking(move || workspaces.search(&q.q, q.workspace.as_deref(), &options)).await?;
+    Ok(Json(result).into_response())
 }

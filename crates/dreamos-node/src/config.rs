@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub exec_timeout_ms: Option<u64>,
     /// Most bytes of stdout plus stderr an `exec` task may produce. Default 1048576.
     pub exec_max_output_bytes: Option<usize>,
+    /// Source trees to register as code workspaces and index at start.
+    pub workspaces: Option<Vec<PathBuf>>,
 }
 
 /// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
@@ -47,6 +49,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub agents: Option<usize>,
     pub store: Option<String>,
+    /// `--workspace PATH`, repeatable; added to those of the file.
+    pub workspaces: Vec<PathBuf>,
 }
 
 /// The effective configuration.
@@ -66,6 +70,7 @@ pub struct Config {
     pub exec_env_allow: Vec<String>,
     pub exec_timeout_ms: u64,
     pub exec_max_output_bytes: usize,
+    pub workspaces: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,9 @@ impl Config {
         }
         if flags.store.is_some() {
             c.store = flags.store;
+        }
+        if !flags.workspaces.is_empty() {
+            c.workspaces.get_or_insert_default().extend(flags.workspaces);
         }
         Self::resolve(data_dir, c)
     }
@@ -134,6 +142,7 @@ impl Config {
                 .unwrap_or_else(|| ["PATH", "HOME", "LANG", "TZ"].map(String::from).to_vec()),
             exec_timeout_ms: c.exec_timeout_ms.unwrap_or(60_000),
             exec_max_output_bytes: c.exec_max_output_bytes.unwrap_or(1024 * 1024),
+            workspaces: c.workspaces.unwrap_or_default(),
         })
     }
 

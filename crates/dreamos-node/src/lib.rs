@@ -17,12 +17,14 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+mod code;
 pub mod config;
 mod error;
 mod exec;
 pub mod metrics;
 mod node;
 pub mod views;
+pub mod workspaces;
 
 pub use config::{Config, Overrides};
 pub use error::{ApiError, status_of};

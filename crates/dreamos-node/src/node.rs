@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dreamos_core::{SystemClock, error_class};
-use dreamos_queue::{KindRegistry, Queue, QueueConfig, spawn_maintenance};
+use dreamos_queue::{KindRegistry, Queue, QueueConfig, SubmitRequest, spawn_maintenance};
 use dreamos_store::{Store, StoreConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +19,7 @@ use crate::api::{AppState, router};
 use crate::auth::{self, Role};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::workspaces::Workspaces;
 
 /// A running node.
 pub struct Node {
@@ -68,7 +69,24 @@ impl Node {
             archive_after_ms: config.archive_after_ms,
             ..QueueConfig::default()
         };
-        let queue = Queue::new(store.clone(), KindRegistry::builtin(), queue_config);
+        let mut kinds = KindRegistry::builtin();
+        crate::code::register(&mut kinds);
+        let queue = Queue::new(store.clone(), kinds, queue_config);
+        // Code workspaces: those indexed before are watched again; those named with
+        // `--workspace` are registered and indexed (by an `index` task, with progress).
+        let workspaces = Arc::new(Workspaces::new(&config.data_dir));
+        {
+            let workspaces = workspaces.clone();
+            tokio::task::spawn_blocking(move || workspaces.watch_all());
+        }
+        for path in &config.workspaces {
+            let ws = workspaces
+                .add(None, path)
+                .with_context(|| format!("cannot add the workspace {}", path.display()))?;
+            let request = SubmitRequest::new("index", serde_json::json!({ "workspace": ws.name }));
+            let task = queue.submit("admin:up", vec![request]).await?.remove(0);
+            tracing::info!(workspace = %ws.name, root = %ws.root.display(), task = %task.id, "indexing workspace");
+        }
         let metrics = Arc::new(Metrics::default());
         let config = Arc::new(config);
         let (stop, stop_rx) = watch::channel(false);
@@ -82,6 +100,7 @@ impl Node {
                 config: config.clone(),
                 stop_claiming: stop_rx.clone(),
                 hard_stop: hard_stop_rx,
+                workspaces: workspaces.clone(),
             },
             &node_id,
             config.agents,
@@ -92,6 +111,7 @@ impl Node {
             config: config.clone(),
             node_id: node_id.clone(),
             started: Instant::now(),
+            workspaces: workspaces.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -122,6 +142,7 @@ impl Node {
             let _ = http.await;
             let _ = maintenance_stop.send(true);
             let _ = maintenance.await;
+            workspaces.stop_watching();
             task_store.close().await;
             tracing::info!("stopped");
             Ok(())

@@ -109,7 +109,9 @@ impl Registry {
     /// Registers `root` under `name` (default: the directory's name, made unique). Adding the
     /// same root again returns the existing workspace.
     pub fn add(&self, name: Option<&str>, root: &Path) -> Result<Workspace, ScanError> {
-        let root = root.canonicalize().map_err(|e| ScanError::io(root, e))?;
+        let root = root.canonicalize().map_err(|e| {
+            ScanError::Config(format!("cannot use {} as a workspace: {e}", root.display()))
+        })?;
         if !root.is_dir() {
             return Err(ScanError::Config(format!("{} is not a directory", root.display())));
         }

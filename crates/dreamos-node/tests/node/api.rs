@@ -46,6 +46,7 @@ impl Api {
             config: Arc::new(crate::config(dir.path(), 0)),
             node_id: "test".into(),
             started: Instant::now(),
+            workspaces: Arc::new(dreamos_node::workspaces::Workspaces::new(dir.path())),
         };
         Self { router: router(state), queue, tokens, _dir: dir }
     }

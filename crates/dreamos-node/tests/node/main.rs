@@ -1,6 +1,7 @@
 //! The node's behaviour through its HTTP API and its lifecycle.
 
 mod api;
+mod code;
 mod lifecycle;
 
 use std::path::Path;
@@ -10,8 +11,11 @@ use dreamos_node::{Config, Overrides};
 
 /// A configuration for a node in `dir` on a free loopback port.
 pub fn config(dir: &Path, agents: usize) -> Config {
-    let overrides =
-        Overrides { listen: Some("127.0.0.1:0".into()), agents: Some(agents), store: None };
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        agents: Some(agents),
+        ..Overrides::default()
+    };
     Config::load(dir, None, overrides).unwrap()
 }
 
