@@ -164,7 +164,12 @@ pub fn index(args: &IndexBench) -> Result<()> {
         if hit {
             found += 1;
             entry.1 += 1;
-        } else if missed_examples.iter().filter(|m: &&String| m.ends_with(&format!("({kind})"))).count() < 4 {
+        } else if missed_examples
+            .iter()
+            .filter(|m: &&String| m.ends_with(&format!("({kind})")))
+            .count()
+            < 4
+        {
             missed_examples.push(format!("{rel}:{tag_line} {name} ({kind})"));
         }
     }
@@ -172,7 +177,9 @@ pub fn index(args: &IndexBench) -> Result<()> {
         "  definitions: {found} of the {wanted} function/method/class/struct definitions ctags finds in the files we parse: {:.1}%",
         100.0 * found as f64 / wanted.max(1) as f64
     );
-    println!("    ({anonymous} anonymous structs and classes that ctags tags as __anon... are left out)");
+    println!(
+        "    ({anonymous} anonymous structs and classes that ctags tags as __anon... are left out)"
+    );
     let mut kinds: Vec<_> = per_kind.into_iter().collect();
     kinds.sort();
     for (kind, (w, f)) in kinds {
