@@ -19,6 +19,32 @@ pub struct IndexArgs {
     /// Keep running, and keep the index fresh as files change (Ctrl-C stops).
     #[arg(long)]
     watch: bool,
+    /// Also index vendored directories (vendor/, node_modules/, third_party/ ...).
+    /// Remembered for this workspace, like the other scan options below.
+    #[arg(long)]
+    include_vendored: bool,
+    /// Also index generated files (files marked "generated", *.pb.go, *_pb2.py ...).
+    #[arg(long)]
+    include_generated: bool,
+    /// Skip files larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_file_bytes: Option<u64>,
+    /// Skip paths matching this glob (repeatable; replaces the workspace's saved list).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
+}
+
+impl IndexArgs {
+    /// The scan options given on the command line, if any.
+    fn overrides(&self) -> Option<dreamos_scan::ScanConfigEntry> {
+        let e = dreamos_scan::ScanConfigEntry {
+            max_file_bytes: self.max_file_bytes,
+            include_vendored: self.include_vendored.then_some(true),
+            include_generated: self.include_generated.then_some(true),
+            exclude_globs: (!self.exclude.is_empty()).then(|| self.exclude.clone()),
+        };
+        (e != dreamos_scan::ScanConfigEntry::default()).then_some(e)
+    }
 }
 
 #[derive(Args)]
@@ -137,6 +163,10 @@ pub fn index(data_dir: &Path, args: &IndexArgs, json_out: bool) -> Result<i32> {
     let ws = registry(data_dir)
         .add(args.name.as_deref(), &path)
         .with_context(|| format!("cannot index {}", path.display()))?;
+    let ws = match args.overrides() {
+        Some(o) => registry(data_dir).set_config(&ws.name, &o)?,
+        None => ws,
+    };
     let index = registry(data_dir).open_index(&ws)?;
     let show = !json_out && std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::with_draw_target(

@@ -21,7 +21,7 @@ pub struct Workspace {
 }
 
 /// Per-workspace overrides of the scan configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanConfigEntry {
     pub max_file_bytes: Option<u64>,
     pub include_vendored: Option<bool>,
@@ -187,6 +187,46 @@ impl Registry {
         Ok(ws)
     }
 
+    /// Merges `overrides` into the workspace's scan configuration (fields left `None` keep
+    /// their current value) and returns the updated workspace. Exclude globs are checked
+    /// before anything is saved.
+    pub fn set_config(
+        &self,
+        name: &str,
+        overrides: &ScanConfigEntry,
+    ) -> Result<Workspace, ScanError> {
+        for g in overrides.exclude_globs.iter().flatten() {
+            globset::Glob::new(g)
+                .map_err(|e| ScanError::Config(format!("exclude glob `{g}`: {e}")))?;
+        }
+        if overrides.max_file_bytes == Some(0) {
+            return Err(ScanError::Config("max file size must be at least 1 byte".into()));
+        }
+        let mut file = self.load()?;
+        let ws = file
+            .workspaces
+            .iter_mut()
+            .find(|w| w.name == name)
+            .ok_or_else(|| ScanError::UnknownWorkspace(name.to_string()))?;
+        let mut entry = ws.config.clone().unwrap_or_default();
+        if overrides.max_file_bytes.is_some() {
+            entry.max_file_bytes = overrides.max_file_bytes;
+        }
+        if overrides.include_vendored.is_some() {
+            entry.include_vendored = overrides.include_vendored;
+        }
+        if overrides.include_generated.is_some() {
+            entry.include_generated = overrides.include_generated;
+        }
+        if overrides.exclude_globs.is_some() {
+            entry.exclude_globs = overrides.exclude_globs.clone();
+        }
+        ws.config = Some(entry);
+        let updated = ws.clone();
+        self.save(&file)?;
+        Ok(updated)
+    }
+
     pub fn index_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join("workspaces").join(name)
     }
@@ -219,5 +259,39 @@ mod tests {
         r.remove("proj").unwrap();
         assert!(matches!(r.get("proj"), Err(ScanError::UnknownWorkspace(_))));
         assert!(a.exists(), "removing a workspace never touches its files");
+    }
+
+    #[test]
+    fn config_overrides_merge_and_reach_the_scan() {
+        let data = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        let r = Registry::new(data.path());
+        let ws = r.add(Some("t"), tree.path()).unwrap();
+        assert_eq!(ws.scan_config().max_file_bytes, ScanConfig::default().max_file_bytes);
+        r.set_config(
+            "t",
+            &ScanConfigEntry {
+                include_vendored: Some(true),
+                exclude_globs: Some(vec!["*.min.js".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ws = r
+            .set_config("t", &ScanConfigEntry { max_file_bytes: Some(4096), ..Default::default() })
+            .unwrap();
+        let c = r.get("t").unwrap().scan_config();
+        assert_eq!(ws.scan_config().max_file_bytes, 4096);
+        assert_eq!(c.max_file_bytes, 4096);
+        assert!(!c.skip_vendored, "earlier override kept");
+        assert_eq!(c.exclude_globs, vec!["*.min.js".to_string()]);
+        assert_eq!(c.skip_generated, ScanConfig::default().skip_generated);
+        let bad = ScanConfigEntry { exclude_globs: Some(vec!["a[".into()]), ..Default::default() };
+        assert!(matches!(r.set_config("t", &bad), Err(ScanError::Config(_))));
+        assert_eq!(r.get("t").unwrap().scan_config().exclude_globs, vec!["*.min.js".to_string()]);
+        assert!(matches!(
+            r.set_config("nope", &ScanConfigEntry::default()),
+            Err(ScanError::UnknownWorkspace(_))
+        ));
     }
 }

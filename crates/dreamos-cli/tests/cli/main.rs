@@ -1,5 +1,6 @@
 //! The `dreamos` binary as a user runs it: real processes, real signals.
 
+mod code;
 mod crash;
 mod usage;
 
