@@ -179,6 +179,7 @@ fn claim_request(worker: usize, max: usize) -> ClaimRequest {
     ClaimRequest {
         holder: format!("bench-{worker}"),
         capabilities: vec!["noop".into()],
+        kinds: None,
         max,
         lease_ms: 60_000,
     }

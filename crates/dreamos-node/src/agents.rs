@@ -67,6 +67,7 @@ async fn agent_loop(ctx: AgentContext, holder: String) {
     let request = ClaimRequest {
         holder: holder.clone(),
         capabilities: LOCAL_CAPABILITIES.map(String::from).to_vec(),
+        kinds: None,
         max: 1,
         lease_ms: ctx.config.lease_ms,
     };

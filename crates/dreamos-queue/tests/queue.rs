@@ -22,6 +22,7 @@ fn claim(max: usize) -> ClaimRequest {
     ClaimRequest {
         holder: "t".into(),
         capabilities: vec!["noop".into(), "exec".into()],
+        kinds: None,
         max,
         lease_ms: 30_000,
     }

@@ -169,18 +169,23 @@ pub(crate) async fn claim_many<C: Conn>(
     ctx: &Ctx,
     requests: &[&ClaimRequest],
 ) -> Result<Vec<Vec<Task>>> {
-    let mut by_caps: BTreeMap<BTreeSet<&str>, Vec<usize>> = BTreeMap::new();
+    type Group<'a> = (BTreeSet<&'a str>, BTreeSet<&'a str>);
+    let mut by_caps: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
     for (i, r) in requests.iter().enumerate() {
         let caps: BTreeSet<&str> = r.capabilities.iter().map(String::as_str).collect();
-        if !caps.is_empty() && r.max > 0 {
-            by_caps.entry(caps).or_default().push(i);
+        let kinds: BTreeSet<&str> = match &r.kinds {
+            Some(kinds) => kinds.iter().map(String::as_str).filter(|k| caps.contains(k)).collect(),
+            None => caps.clone(),
+        };
+        if !kinds.is_empty() && r.max > 0 {
+            by_caps.entry((caps, kinds)).or_default().push(i);
         }
     }
     // (task id, request index)
     let mut assigned: Vec<(i64, usize)> = Vec::new();
-    for (caps, members) in &by_caps {
+    for ((caps, kinds), members) in &by_caps {
         let total: usize = members.iter().map(|i| requests[*i].max).sum();
-        let chosen = candidates(c, ctx, caps, total).await?;
+        let chosen = candidates(c, ctx, caps, kinds, total).await?;
         let mut next = chosen.into_iter();
         'members: for &i in members {
             for _ in 0..requests[i].max {
@@ -251,15 +256,16 @@ async fn candidates<C: Conn>(
     c: &mut C,
     ctx: &Ctx,
     caps: &BTreeSet<&str>,
+    kinds: &BTreeSet<&str>,
     max: usize,
 ) -> Result<Vec<i64>> {
     // Most tasks need no capability beyond their kind, so a page a little larger than the
     // claim usually suffices; further pages are read only when some were skipped.
     let page = (max + 16) as i64;
-    let kinds = placeholders(5, caps.len());
+    let kind_list = placeholders(5, kinds.len());
     let sql = format!(
         "SELECT id, sort_key, capabilities FROM {} WHERE state = 'queued' AND available_at <= $1 \
-         AND (sort_key, id) > ($2, $3) AND kind IN ({kinds}) \
+         AND (sort_key, id) > ($2, $3) AND kind IN ({kind_list}) \
          ORDER BY sort_key, id LIMIT $4{}",
         C::DIALECT.claim_source(),
         C::DIALECT.skip_locked()
@@ -268,7 +274,7 @@ async fn candidates<C: Conn>(
     let (mut after_key, mut after_id) = (i64::MIN, 0_i64);
     for _ in 0..CLAIM_PAGES {
         let mut a = args![ctx.now, after_key, after_id, page];
-        a.extend(caps.iter().map(|k| (*k).into()));
+        a.extend(kinds.iter().map(|k| (*k).into()));
         let rows = c.fetch_all(dynamic(sql.clone()), a).await?;
         let exhausted = (rows.len() as i64) < page;
         for row in &rows {

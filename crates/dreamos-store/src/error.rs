@@ -14,6 +14,8 @@ pub enum StoreError {
     InvalidTransition { id: TaskId, state: TaskState, action: &'static str },
     #[error("dependency {0} does not exist")]
     DependencyNotFound(TaskId),
+    #[error("agent `{0}` not found")]
+    AgentNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("store configuration: {0}")]
@@ -34,7 +36,7 @@ pub enum StoreError {
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::NotFound(_) | StoreError::AgentNotFound(_) => ErrorCode::NotFound,
             StoreError::StaleLease { .. } => ErrorCode::StaleLease,
             StoreError::InvalidTransition { .. } => ErrorCode::InvalidTransition,
             StoreError::DependencyNotFound(_) => ErrorCode::DependencyNotFound,

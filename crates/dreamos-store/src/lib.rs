@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod agents;
 mod batch;
 mod conn;
 mod error;
@@ -36,6 +37,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dreamos_core::{Clock, Completion, NewTask, Task, TaskEvent, TaskId, TaskState, TaskSummary};
 
+pub use agents::{
+    AgentAnswer, AgentEvent, AgentOp, AgentRecord, AgentState, Audience, Capability, Control,
+    Message, NewMessage, Waiter, claim_capabilities, label_requirement,
+};
 pub use error::StoreError;
 pub use ops::{Request, Response};
 pub use signals::Signals;
@@ -170,6 +175,14 @@ impl dyn Store {
     pub async fn create_token(&self, token: ApiToken) -> Result<()> {
         match self.write(Request::CreateToken(token)).await? {
             Response::Done => Ok(()),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    /// Applies one agent, message, lease or dispatch operation.
+    pub async fn agent(&self, op: AgentOp) -> Result<AgentAnswer> {
+        match self.write(Request::Agent(Box::new(op))).await? {
+            Response::Agent(a) => Ok(a),
             other => Err(StoreError::unexpected(other)),
         }
     }

@@ -8,10 +8,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::Backend;
 
-const SQLITE: &[(i64, &str, &str)] =
-    &[(1, "tasks", include_str!("../migrations/sqlite/0001_tasks.sql"))];
-const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "tasks", include_str!("../migrations/postgres/0001_tasks.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "tasks", include_str!("../migrations/sqlite/0001_tasks.sql")),
+    (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
+];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "tasks", include_str!("../migrations/postgres/0001_tasks.sql")),
+    (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     let list = match backend {

@@ -21,14 +21,32 @@ pub enum Request {
     Submit(Vec<NewTask>),
     Claim(ClaimRequest),
     Heartbeat(Vec<Heartbeat>),
-    Complete { actor: String, reports: Vec<Completion> },
-    Cancel { id: TaskId, actor: String },
-    Retry { id: TaskId, actor: String },
+    Complete {
+        actor: String,
+        reports: Vec<Completion>,
+    },
+    Cancel {
+        id: TaskId,
+        actor: String,
+    },
+    Retry {
+        id: TaskId,
+        actor: String,
+    },
     ExpireLeases,
-    FailHolders { prefix: String, class: String },
-    Archive { finished_before_ms: i64 },
+    FailHolders {
+        prefix: String,
+        class: String,
+    },
+    Archive {
+        finished_before_ms: i64,
+    },
     CreateToken(ApiToken),
-    RevokeToken { id: String },
+    RevokeToken {
+        id: String,
+    },
+    /// Agents, messages, leases and dispatch ([`crate::agents`]).
+    Agent(Box<crate::agents::AgentOp>),
 }
 
 #[derive(Debug)]
@@ -41,6 +59,7 @@ pub enum Response {
     Tasks(Vec<TaskId>),
     Count(u64),
     Done,
+    Agent(crate::agents::AgentAnswer),
 }
 
 impl Response {
@@ -49,6 +68,9 @@ impl Response {
     pub fn new_work(&self) -> Option<Option<usize>> {
         match self {
             Response::Claimed(_) | Response::Heartbeats(_) | Response::Done => None,
+            // A resumed, restarted or newly registered agent may take work that waits.
+            Response::Agent(crate::agents::AgentAnswer::Agent(_)) => Some(None),
+            Response::Agent(_) => None,
             Response::Submitted(s) => {
                 Some(Some(s.iter().filter(|t| t.created && t.state == TaskState::Queued).count()))
             }
@@ -112,6 +134,7 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
         Request::Archive { finished_before_ms } => {
             Response::Count(archive(c, ctx, *finished_before_ms).await?)
         }
+        Request::Agent(op) => Response::Agent(crate::agents::apply(c, ctx, op).await?),
         Request::CreateToken(token) => {
             c.execute(
                 fixed("INSERT INTO api_tokens (id, hash, role, label, created_at, expires_at, revoked_at) \

@@ -40,6 +40,10 @@ pub struct ClaimRequest {
     pub holder: String,
     /// The agent's capabilities; a task is eligible when it requires a subset of them.
     pub capabilities: Vec<String>,
+    /// Only these kinds (each must also be a capability); `None`: every kind among the
+    /// capabilities. The orchestrator uses it to keep kinds at their concurrency limit out.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
     pub max: usize,
     pub lease_ms: i64,
 }

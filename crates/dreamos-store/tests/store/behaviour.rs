@@ -27,6 +27,7 @@ fn claim_req(holder: &str, max: usize) -> ClaimRequest {
     ClaimRequest {
         holder: holder.into(),
         capabilities: vec!["noop".into()],
+        kinds: None,
         max,
         lease_ms: LEASE_MS,
     }
@@ -395,6 +396,7 @@ async fn agents_claim_only_what_their_capabilities_allow(h: &Harness) {
     let caps = |c: &[&str]| ClaimRequest {
         holder: "b".into(),
         capabilities: c.iter().map(|s| s.to_string()).collect(),
+        kinds: None,
         max: 10,
         lease_ms: LEASE_MS,
     };

@@ -1,5 +1,6 @@
 //! The store's behaviour suite. Every test runs against SQLite and PostgreSQL.
 
+mod agents;
 mod behaviour;
 mod common;
 mod properties;

@@ -83,6 +83,7 @@ async fn run(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let req = ClaimRequest {
                     holder: format!("agent-{agent}"),
                     capabilities: vec!["noop".into()],
+                    kinds: None,
                     max,
                     lease_ms: LEASE_MS,
                 };
