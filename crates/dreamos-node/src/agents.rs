@@ -106,7 +106,7 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
             outcome = &mut work => break Some(outcome),
             _ = tokio::time::sleep(beat_every) => {
                 let latest = progress.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: latest };
+                let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: latest, holder: None };
                 match store.heartbeat(vec![beat]).await.map(|mut a| a.remove(0)) {
                     Ok(Ok(answer)) => {
                         if answer.cancel_requested {

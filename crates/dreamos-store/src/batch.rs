@@ -328,7 +328,7 @@ pub(crate) async fn complete_many<C: Conn>(
     let mut fast: Vec<(usize, i64)> = Vec::new();
     let mut slow: Vec<usize> = Vec::new();
     let mut seen = HashSet::new();
-    for (i, (_, report)) in reports.iter().enumerate() {
+    for (i, (actor, report)) in reports.iter().enumerate() {
         let id = report.task_id.0;
         let Some(attempt) = current.get(&id) else {
             answers[i] = Some(Err(missing_or_stale(c, report.task_id).await));
@@ -340,6 +340,8 @@ pub(crate) async fn complete_many<C: Conn>(
         }
         if attempt.state != TaskState::Running || attempt.fence != report.fence {
             answers[i] = Some(Err(StoreError::StaleLease { id: report.task_id }));
+        } else if crate::ops::foreign(actor, attempt) {
+            answers[i] = Some(Err(StoreError::NotHolder { id: report.task_id }));
         } else if matches!(report.outcome, Outcome::Succeeded { .. }) && !attempt.cancel_requested {
             fast.push((i, attempt.attempts));
         } else {

@@ -14,6 +14,8 @@ pub enum StoreError {
     InvalidTransition { id: TaskId, state: TaskState, action: &'static str },
     #[error("dependency {0} does not exist")]
     DependencyNotFound(TaskId),
+    #[error("task {id} is held by another agent")]
+    NotHolder { id: TaskId },
     #[error("agent `{0}` not found")]
     AgentNotFound(String),
     #[error("{0}")]
@@ -41,6 +43,7 @@ impl StoreError {
             StoreError::InvalidTransition { .. } => ErrorCode::InvalidTransition,
             StoreError::DependencyNotFound(_) => ErrorCode::DependencyNotFound,
             StoreError::Conflict(_) => ErrorCode::BadRequest,
+            StoreError::NotHolder { .. } => ErrorCode::Forbidden,
             StoreError::Closed => ErrorCode::Unavailable,
             StoreError::Config(_)
             | StoreError::Corrupt(_)

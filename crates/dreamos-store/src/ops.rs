@@ -370,9 +370,18 @@ async fn heartbeat<C: Conn>(c: &mut C, ctx: &Ctx, beat: &Heartbeat) -> Result<He
                 "UPDATE tasks SET lease_expires_at = $1, updated_at = $2, \
              progress_percent = COALESCE($3, progress_percent), \
              progress_message = COALESCE($4, progress_message) \
-             WHERE id = $5 AND fence = $6 AND state = 'running' RETURNING cancel_requested",
+             WHERE id = $5 AND fence = $6 AND state = 'running' \
+             AND lease_holder = COALESCE($7, lease_holder) RETURNING cancel_requested",
             ),
-            args![expires, ctx.now, percent, message, beat.task_id.0, beat.fence],
+            args![
+                expires,
+                ctx.now,
+                percent,
+                message,
+                beat.task_id.0,
+                beat.fence,
+                beat.holder.clone()
+            ],
         )
         .await?;
     match row {
@@ -402,6 +411,11 @@ pub(crate) struct Attempt {
     pub(crate) priority: Priority,
     pub(crate) cancel_requested: bool,
     pub(crate) holder: Option<String>,
+}
+
+/// Remote agents (`agent:ID`) may report only on attempts they hold.
+pub(crate) fn foreign(actor: &str, attempt: &Attempt) -> bool {
+    actor.starts_with("agent:") && attempt.holder.as_deref() != Some(actor)
 }
 
 pub(crate) fn attempt_from_row<R: RowLike>(r: &R) -> Result<Attempt> {
@@ -443,6 +457,9 @@ pub(crate) async fn complete<C: Conn>(
     let attempt = attempt_from_row(&row)?;
     if attempt.state != TaskState::Running || attempt.fence != report.fence {
         return Err(StoreError::StaleLease { id: report.task_id });
+    }
+    if foreign(actor, &attempt) {
+        return Err(StoreError::NotHolder { id: report.task_id });
     }
     end_attempt(c, ctx, &attempt, &report.outcome, actor).await
 }

@@ -55,6 +55,9 @@ pub struct Heartbeat {
     pub fence: i64,
     pub lease_ms: i64,
     pub progress: Option<Progress>,
+    /// When set, the beat counts only if this holder holds the lease (remote agents).
+    #[serde(default)]
+    pub holder: Option<String>,
 }
 
 /// The answer to a heartbeat: whether the holder should stop.

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dreamos_core::{NewTask, Task};
+use dreamos_core::{Completion, NewTask, Outcome, Task, TaskState};
 use dreamos_store::{
     AgentAnswer, AgentOp, AgentRecord, AgentState, Audience, Capability, ClaimRequest, Control,
-    Message, NewMessage, Store, StoreError, Waiter, claim_capabilities, label_requirement,
+    Heartbeat, Message, NewMessage, Store, StoreError, Waiter, claim_capabilities,
+    label_requirement,
 };
 use serde_json::json;
 
@@ -375,7 +376,36 @@ async fn one_leader_at_a_time(h: &Harness) {
     assert_eq!(lease(s, "n1").await, (true, "n1".into(), 3), "released: free at once");
 }
 
+async fn an_agent_reports_only_on_its_own_leases(h: &Harness) {
+    let s = &h.store;
+    s.submit(vec![NewTask::new("noop", json!({}))]).await.unwrap();
+    let got = dispatch(s, vec![waiter("a", &["noop"], &[], 1)], &[]).await;
+    assert!(got[0].is_empty(), "unregistered agents get nothing");
+    register(s, "a", &["noop"], &[], 1).await;
+    let task = dispatch(s, vec![waiter("a", &["noop"], &[], 1)], &[]).await.remove(0).remove(0);
+    let fence = task.lease.as_ref().unwrap().fence;
+    let done =
+        Completion { task_id: task.id, fence, outcome: Outcome::Succeeded { result: json!({}) } };
+    let beat = |holder: &str| Heartbeat {
+        task_id: task.id,
+        fence,
+        lease_ms: 30_000,
+        progress: None,
+        holder: Some(holder.into()),
+    };
+    assert!(matches!(
+        s.heartbeat(vec![beat("agent:b")]).await.unwrap()[0],
+        Err(StoreError::StaleLease { .. })
+    ));
+    assert!(s.heartbeat(vec![beat("agent:a")]).await.unwrap()[0].is_ok());
+    let forged = s.complete("agent:b", vec![done.clone()]).await.unwrap();
+    assert!(matches!(forged[0], Err(StoreError::NotHolder { .. })), "{forged:?}");
+    let own = s.complete("agent:a", vec![done]).await.unwrap();
+    assert_eq!(own[0].as_ref().unwrap(), &TaskState::Succeeded);
+}
+
 both_backends!(
+    an_agent_reports_only_on_its_own_leases,
     lifecycle_is_tracked_with_history,
     dispatch_matches_capabilities_and_labels,
     dispatch_prefers_the_least_loaded_and_honours_slots_and_kind_limits,

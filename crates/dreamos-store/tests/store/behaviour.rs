@@ -74,6 +74,7 @@ async fn lifecycle_is_recorded(h: &Harness) {
         fence: lease.fence,
         lease_ms: LEASE_MS,
         progress: Some(progress.clone()),
+        holder: None,
     };
     let answers = s.heartbeat(vec![beat]).await.unwrap();
     assert!(!answers[0].as_ref().unwrap().cancel_requested);
@@ -203,7 +204,13 @@ async fn expired_lease_fails_the_attempt_and_fences_out_the_old_holder(h: &Harne
     let new = s.claim(claim_req("fast", 1)).await.unwrap().remove(0).lease.unwrap();
     assert!(new.fence > old.fence);
     // The old holder wakes up: its heartbeat and its completion are both refused.
-    let beat = Heartbeat { task_id: id, fence: old.fence, lease_ms: LEASE_MS, progress: None };
+    let beat = Heartbeat {
+        task_id: id,
+        fence: old.fence,
+        lease_ms: LEASE_MS,
+        progress: None,
+        holder: None,
+    };
     assert!(matches!(
         s.heartbeat(vec![beat]).await.unwrap()[0],
         Err(StoreError::StaleLease { .. })
@@ -251,8 +258,13 @@ async fn cancellation_of_queued_and_running_tasks(h: &Harness) {
     let running = submit_one(s, noop()).await;
     let lease = s.claim(claim_req("a", 1)).await.unwrap().remove(0).lease.unwrap();
     assert_eq!(s.cancel(running, "op").await.unwrap(), TaskState::Running);
-    let beat =
-        Heartbeat { task_id: running, fence: lease.fence, lease_ms: LEASE_MS, progress: None };
+    let beat = Heartbeat {
+        task_id: running,
+        fence: lease.fence,
+        lease_ms: LEASE_MS,
+        progress: None,
+        holder: None,
+    };
     assert!(s.heartbeat(vec![beat]).await.unwrap()[0].as_ref().unwrap().cancel_requested);
     let done = s
         .complete(

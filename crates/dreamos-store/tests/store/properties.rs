@@ -142,6 +142,7 @@ async fn run(h: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         fence,
                         lease_ms: LEASE_MS,
                         progress: None,
+                        holder: None,
                     }])
                     .await
                     .unwrap()
