@@ -21,6 +21,10 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// A remote agent's message does not follow the protocol's JSON Schema.
+    ProtocolViolation,
+    /// A remote agent speaks a protocol version this node does not.
+    UnsupportedProtocol,
 }
 
 impl ErrorCode {
@@ -41,6 +45,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::ProtocolViolation => "protocol_violation",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
         }
     }
 }

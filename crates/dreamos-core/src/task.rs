@@ -205,6 +205,7 @@ pub struct Lease {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     pub percent: f64,
+    #[serde(default)]
     pub message: String,
 }
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use dreamos_core::{Completion, Outcome, Progress, Task, TaskError};
 use dreamos_queue::Queue;
-use dreamos_store::{ClaimRequest, Heartbeat, StoreError};
+use dreamos_store::{ClaimRequest, Heartbeat, StoreError, Waiter};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,6 +22,7 @@ use crate::code;
 use crate::config::Config;
 use crate::exec;
 use crate::metrics::Metrics;
+use crate::orchestrator::Orchestrator;
 use crate::workspaces::Workspaces;
 
 /// What the local agents share.
@@ -36,6 +37,8 @@ pub struct AgentContext {
     pub hard_stop: watch::Receiver<bool>,
     /// The code workspaces (for `index`, `search` and `analyze`).
     pub workspaces: Arc<Workspaces>,
+    /// Local agents ask the orchestrator for work like remote ones (limits, least-loaded).
+    pub orchestrator: Arc<Orchestrator>,
 }
 
 /// The capabilities of every local agent.
@@ -71,17 +74,15 @@ async fn agent_loop(ctx: AgentContext, holder: String) {
         max: 1,
         lease_ms: ctx.config.lease_ms,
     };
-    while !*ctx.stop_claiming.borrow() {
-        match ctx.queue.claim(request.clone(), CLAIM_WAIT).await {
-            Ok(tasks) => {
-                for task in tasks {
-                    run_one(&ctx, &holder, task).await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(agent = %holder, error = %e, "claim failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+    let waiter = Waiter { agent_id: None, claim: request, slots: 1 };
+    let mut stop = ctx.stop_claiming.clone();
+    while !*stop.borrow() {
+        let tasks = tokio::select! {
+            tasks = ctx.orchestrator.claim(waiter.clone(), CLAIM_WAIT) => tasks,
+            _ = stop.changed() => continue,
+        };
+        for task in tasks {
+            run_one(&ctx, &holder, task).await;
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct AppState {
     pub node_id: String,
     pub started: Instant,
     pub workspaces: Arc<Workspaces>,
+    pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
 }
 
 /// Largest request body: a batch of tasks.
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workspaces/{name}", axum::routing::delete(remove_workspace))
         .route("/api/v1/workspaces/{name}/index", post(index_workspace))
         .route("/api/v1/search", get(search))
+        .merge(crate::protocol::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -85,7 +87,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    fn require(&self, role: Role, what: &str) -> Result<&Principal, ApiError> {
+    pub(crate) fn require(&self, role: Role, what: &str) -> Result<&Principal, ApiError> {
         if self.0.role.allows(role) { Ok(&self.0) } else { Err(ApiError::forbidden(what)) }
     }
 }

@@ -41,6 +41,21 @@ pub struct FileConfig {
     pub exec_max_output_bytes: Option<usize>,
     /// Source trees to register as code workspaces and index at start.
     pub workspaces: Option<Vec<PathBuf>>,
+    /// Most memory (resident set) an `exec` program may use, in bytes. Default 512 MiB.
+    pub exec_max_memory_bytes: Option<u64>,
+    /// Most CPU time an `exec` program may use, in ms (an rlimit). Default 60000.
+    pub exec_max_cpu_ms: Option<u64>,
+    /// How often agents heartbeat, in ms (told to remote agents when they register).
+    /// Default 5000.
+    pub agent_heartbeat_ms: Option<i64>,
+    /// An agent silent for this many heartbeat intervals is `lost`: its tasks are retried.
+    /// Default 3.
+    pub agent_missed_heartbeats: Option<i64>,
+    /// The orchestrator's leader lease among nodes sharing a store, in ms; a dead leader is
+    /// replaced after at most this long. Default 10000.
+    pub leader_ttl_ms: Option<i64>,
+    /// Most tasks of a kind running at once across all agents, e.g. `{ exec = 4 }`.
+    pub kind_limits: Option<std::collections::BTreeMap<String, usize>>,
 }
 
 /// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
@@ -71,6 +86,12 @@ pub struct Config {
     pub exec_timeout_ms: u64,
     pub exec_max_output_bytes: usize,
     pub workspaces: Vec<PathBuf>,
+    pub exec_max_memory_bytes: u64,
+    pub exec_max_cpu_ms: u64,
+    pub agent_heartbeat_ms: i64,
+    pub agent_missed_heartbeats: i64,
+    pub leader_ttl_ms: i64,
+    pub kind_limits: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +164,12 @@ impl Config {
             exec_timeout_ms: c.exec_timeout_ms.unwrap_or(60_000),
             exec_max_output_bytes: c.exec_max_output_bytes.unwrap_or(1024 * 1024),
             workspaces: c.workspaces.unwrap_or_default(),
+            exec_max_memory_bytes: c.exec_max_memory_bytes.unwrap_or(512 * 1024 * 1024),
+            exec_max_cpu_ms: c.exec_max_cpu_ms.unwrap_or(60_000).max(1),
+            agent_heartbeat_ms: c.agent_heartbeat_ms.unwrap_or(5_000).max(10),
+            agent_missed_heartbeats: c.agent_missed_heartbeats.unwrap_or(3).max(1),
+            leader_ttl_ms: c.leader_ttl_ms.unwrap_or(10_000).max(30),
+            kind_limits: c.kind_limits.unwrap_or_default(),
         })
     }
 
@@ -192,6 +219,11 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(exec_env_allow, "DREAMOS_EXEC_ENV_ALLOW", list);
     env!(exec_timeout_ms, "DREAMOS_EXEC_TIMEOUT_MS", parse);
     env!(exec_max_output_bytes, "DREAMOS_EXEC_MAX_OUTPUT_BYTES", parse);
+    env!(exec_max_memory_bytes, "DREAMOS_EXEC_MAX_MEMORY_BYTES", parse);
+    env!(exec_max_cpu_ms, "DREAMOS_EXEC_MAX_CPU_MS", parse);
+    env!(agent_heartbeat_ms, "DREAMOS_AGENT_HEARTBEAT_MS", parse);
+    env!(agent_missed_heartbeats, "DREAMOS_AGENT_MISSED_HEARTBEATS", parse);
+    env!(leader_ttl_ms, "DREAMOS_LEADER_TTL_MS", parse);
     Ok(())
 }
 

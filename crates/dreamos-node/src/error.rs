@@ -39,9 +39,11 @@ impl ApiError {
 /// The status each code always answers with.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::BadRequest | ErrorCode::MalformedJson | ErrorCode::UnknownKind => {
-            StatusCode::BAD_REQUEST
-        }
+        ErrorCode::BadRequest
+        | ErrorCode::MalformedJson
+        | ErrorCode::UnknownKind
+        | ErrorCode::ProtocolViolation
+        | ErrorCode::UnsupportedProtocol => StatusCode::BAD_REQUEST,
         ErrorCode::DependencyNotFound | ErrorCode::InvalidPayload => {
             StatusCode::UNPROCESSABLE_ENTITY
         }

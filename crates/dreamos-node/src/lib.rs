@@ -23,6 +23,8 @@ mod error;
 mod exec;
 pub mod metrics;
 mod node;
+pub mod orchestrator;
+pub mod protocol;
 pub mod views;
 pub mod workspaces;
 

@@ -19,6 +19,7 @@ use crate::api::{AppState, router};
 use crate::auth::{self, Role};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::orchestrator::Orchestrator;
 use crate::workspaces::Workspaces;
 
 /// A running node.
@@ -92,7 +93,9 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let (hard_stop, hard_stop_rx) = watch::channel(false);
         let (maintenance_stop, maintenance_stop_rx) = watch::channel(false);
-        let maintenance = spawn_maintenance(queue.clone(), maintenance_stop_rx);
+        let maintenance = spawn_maintenance(queue.clone(), maintenance_stop_rx.clone());
+        let orchestrator = Orchestrator::new(store.clone(), config.clone(), &node_id);
+        let orchestration = orchestrator.spawn(maintenance_stop_rx);
         let agents = spawn_local_agents(
             AgentContext {
                 queue: queue.clone(),
@@ -101,6 +104,7 @@ impl Node {
                 stop_claiming: stop_rx.clone(),
                 hard_stop: hard_stop_rx,
                 workspaces: workspaces.clone(),
+                orchestrator: orchestrator.clone(),
             },
             &node_id,
             config.agents,
@@ -112,6 +116,7 @@ impl Node {
             node_id: node_id.clone(),
             started: Instant::now(),
             workspaces: workspaces.clone(),
+            orchestrator,
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -142,6 +147,7 @@ impl Node {
             let _ = http.await;
             let _ = maintenance_stop.send(true);
             let _ = maintenance.await;
+            futures_join(orchestration).await;
             workspaces.stop_watching();
             task_store.close().await;
             tracing::info!("stopped");

@@ -40,10 +40,16 @@ impl Api {
             store.create_token(issued.record).await.unwrap();
             tokens.push((role, issued.token));
         }
+        let config = Arc::new(crate::config(dir.path(), 0));
         let state = AppState {
             queue: queue.clone(),
             metrics: Arc::new(Metrics::default()),
-            config: Arc::new(crate::config(dir.path(), 0)),
+            orchestrator: dreamos_node::orchestrator::Orchestrator::new(
+                store.clone(),
+                config.clone(),
+                "test",
+            ),
+            config,
             node_id: "test".into(),
             started: Instant::now(),
             workspaces: Arc::new(dreamos_node::workspaces::Workspaces::new(dir.path())),

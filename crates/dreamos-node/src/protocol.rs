@@ -1,0 +1,817 @@
+//! The remote agent protocol (version 1, `/agent/v1/...`, documented in docs/protocol.md) and
+//! the operators' agent routes (`/api/v1/agents/...`).
+//!
+//! Every agent message is checked against its JSON Schema (docs/protocol/*.schema.json, built
+//! into the binary) before anything else; a message that does not follow it is answered
+//! `protocol_violation` with the failing path. An agent acts only as itself: its identity is
+//! the agent its credential was issued for, never a field of a message, and the store refuses
+//! reports on leases another agent holds.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dreamos_core::{Completion, ErrorCode, Outcome, Progress, Task, TaskError, TaskId};
+use dreamos_store::{
+    AgentAnswer, AgentOp, AgentRecord, AgentState, Audience, Capability, ClaimRequest, Control,
+    Heartbeat, Message, NewMessage, StoreError, Waiter, claim_capabilities,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::api::{AppState, Caller};
+use crate::auth::{self, Role};
+use crate::error::ApiError;
+use crate::orchestrator::holder_of;
+
+/// The protocol version this node speaks.
+pub const PROTOCOL_VERSION: i64 = 1;
+/// Largest message body, serialized.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Messages live this long unless the sender says otherwise.
+const DEFAULT_TTL_MS: i64 = 24 * 3600 * 1000;
+/// A delivered message not acknowledged within this time is delivered again.
+const REDELIVER_MS: i64 = 30_000;
+/// Longest long-poll.
+const MAX_CLAIM_WAIT_MS: u64 = 60_000;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/agent/v1/register", post(register))
+        .route("/agent/v1/heartbeat", post(heartbeat))
+        .route("/agent/v1/claim", post(claim))
+        .route("/agent/v1/tasks/{id}/progress", post(progress))
+        .route("/agent/v1/tasks/{id}/complete", post(complete))
+        .route("/agent/v1/tasks/{id}/fail", post(fail))
+        .route("/agent/v1/messages", post(agent_send).get(agent_inbox))
+        .route("/agent/v1/messages/ack", post(agent_ack))
+        .route("/api/v1/agents", post(create_agent).get(list_agents))
+        .route("/api/v1/agents/broadcast", post(operator_broadcast))
+        .route("/api/v1/agents/{id}", get(show_agent))
+        .route("/api/v1/agents/{id}/{action}", post(control_agent))
+        .route("/api/v1/messages", get(operator_inbox))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+
+struct Schemas {
+    register: jsonschema::Validator,
+    heartbeat: jsonschema::Validator,
+    claim: jsonschema::Validator,
+    progress: jsonschema::Validator,
+    complete: jsonschema::Validator,
+    fail: jsonschema::Validator,
+    message: jsonschema::Validator,
+    ack: jsonschema::Validator,
+}
+
+fn compile(text: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(text).expect("protocol schemas are valid JSON");
+    jsonschema::validator_for(&schema).expect("protocol schemas compile")
+}
+
+static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
+    register: compile(include_str!("../../../docs/protocol/register.schema.json")),
+    heartbeat: compile(include_str!("../../../docs/protocol/heartbeat.schema.json")),
+    claim: compile(include_str!("../../../docs/protocol/claim.schema.json")),
+    progress: compile(include_str!("../../../docs/protocol/progress.schema.json")),
+    complete: compile(include_str!("../../../docs/protocol/complete.schema.json")),
+    fail: compile(include_str!("../../../docs/protocol/fail.schema.json")),
+    message: compile(include_str!("../../../docs/protocol/message.schema.json")),
+    ack: compile(include_str!("../../../docs/protocol/ack.schema.json")),
+});
+
+/// Parses a body that must follow `schema`.
+fn checked<T: DeserializeOwned>(
+    schema: &jsonschema::Validator,
+    what: &str,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<T, ApiError> {
+    let Json(value) = body?;
+    let errors: Vec<Value> = schema
+        .iter_errors(&value)
+        .take(10)
+        .map(|e| json!({ "path": e.instance_path().to_string(), "error": e.to_string() }))
+        .collect();
+    if !errors.is_empty() {
+        let first = errors[0]["error"].as_str().unwrap_or_default().to_string();
+        let mut e = ApiError::new(
+            ErrorCode::ProtocolViolation,
+            format!("`{what}` message does not follow the protocol: {first}"),
+        );
+        e.details = json!({ "message": what, "errors": errors });
+        return Err(e);
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::ProtocolViolation, format!("`{what}` message: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent identity
+
+/// The agent behind an agent credential.
+fn agent_id(caller: &Caller) -> Result<String, ApiError> {
+    if caller.0.role != Role::Agent {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this route is for agents: use an agent credential (`dreamos agent create`)",
+        ));
+    }
+    Ok(caller.0.label.clone())
+}
+
+async fn agent_op(state: &AppState, op: AgentOp) -> Result<AgentAnswer, ApiError> {
+    Ok(state.queue.store().agent(op).await?)
+}
+
+async fn record(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
+    match agent_op(state, AgentOp::Get { id: id.into() }).await? {
+        AgentAnswer::Agent(a) => Ok(a),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(answer: AgentAnswer) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("unexpected store answer {answer:?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent routes
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    protocol: i64,
+    capabilities: Vec<Capability>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    slots: Option<u32>,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: RegisterBody = checked(&SCHEMAS.register, "register", body)?;
+    if body.protocol != PROTOCOL_VERSION {
+        let mut e = ApiError::new(
+            ErrorCode::UnsupportedProtocol,
+            format!(
+                "protocol version {} is not supported; this node speaks {PROTOCOL_VERSION}",
+                body.protocol
+            ),
+        );
+        e.details = json!({ "supported": [PROTOCOL_VERSION] });
+        return Err(e);
+    }
+    let granted = record(&state, &id).await?;
+    // The credential's capabilities bound what the agent may declare.
+    if !granted.capabilities.is_empty()
+        && let Some(extra) = body
+            .capabilities
+            .iter()
+            .find(|c| !granted.capabilities.iter().any(|g| g.name == c.name))
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "capability `{}` was not granted to agent `{}` (granted: {})",
+                extra.name,
+                granted.name,
+                granted.capabilities.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let op = AgentOp::Register {
+        id: id.clone(),
+        capabilities: body.capabilities,
+        labels: body.labels,
+        slots: body.slots.unwrap_or(granted.slots.max(1)),
+        heartbeat_ms: state.config.agent_heartbeat_ms,
+        protocol: body.protocol,
+    };
+    let agent = match agent_op(&state, op).await? {
+        AgentAnswer::Agent(a) => a,
+        other => return Err(unexpected(other)),
+    };
+    Ok(Json(json!({
+        "agent": agent_view(&agent),
+        "protocol": PROTOCOL_VERSION,
+        "heartbeat_ms": state.config.agent_heartbeat_ms,
+        "lease_ms": state.config.lease_ms,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct RunningTask {
+    task_id: i64,
+    fence: i64,
+    progress: Option<Progress>,
+}
+
+#[derive(Deserialize)]
+struct HeartbeatBody {
+    running: Vec<RunningTask>,
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: HeartbeatBody = checked(&SCHEMAS.heartbeat, "heartbeat", body)?;
+    let running = body.running.len() as u32;
+    let agent = match agent_op(&state, AgentOp::Beat { id: id.clone(), running }).await? {
+        AgentAnswer::Agent(a) => a,
+        other => return Err(unexpected(other)),
+    };
+    let holder = holder_of(&id);
+    let beats: Vec<Heartbeat> = body
+        .running
+        .iter()
+        .map(|r| Heartbeat {
+            task_id: TaskId(r.task_id),
+            fence: r.fence,
+            lease_ms: state.config.lease_ms,
+            progress: r.progress.clone(),
+            holder: Some(holder.clone()),
+        })
+        .collect();
+    let (mut cancel, mut lost) = (Vec::new(), Vec::new());
+    if !beats.is_empty() {
+        let answers = state.queue.store().heartbeat(beats).await?;
+        for (r, a) in body.running.iter().zip(answers) {
+            match a {
+                Ok(a) if a.cancel_requested => cancel.push(r.task_id),
+                Ok(_) => {}
+                Err(_) => lost.push(r.task_id),
+            }
+        }
+    }
+    Ok(Json(json!({
+        "state": agent.state,
+        "control": agent.control,
+        "heartbeat_ms": agent.heartbeat_ms,
+        "cancel": cancel,
+        "lost": lost,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ClaimBody {
+    max: usize,
+    wait_ms: Option<u64>,
+    lease_ms: Option<i64>,
+}
+
+pub fn task_for_agent(t: &Task) -> Value {
+    let lease = t.lease.as_ref();
+    json!({
+        "id": t.id,
+        "kind": t.kind,
+        "payload": t.payload,
+        "attempt": t.attempts,
+        "fence": lease.map(|l| l.fence),
+        "lease_expires_at_ms": lease.map(|l| l.expires_at_ms),
+        "timeout_ms": t.timeout_ms,
+    })
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: ClaimBody = checked(&SCHEMAS.claim, "claim", body)?;
+    let agent = record(&state, &id).await?;
+    if agent.state == AgentState::Starting || agent.protocol.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTransition,
+            "register before claiming work (POST /agent/v1/register)",
+        ));
+    }
+    let waiter = Waiter {
+        agent_id: Some(id.clone()),
+        claim: ClaimRequest {
+            holder: holder_of(&id),
+            capabilities: claim_capabilities(&agent.capabilities, &agent.labels),
+            kinds: None,
+            max: body.max,
+            lease_ms: body.lease_ms.unwrap_or(state.config.lease_ms),
+        },
+        slots: agent.slots.max(1) as usize,
+    };
+    let wait = Duration::from_millis(body.wait_ms.unwrap_or(0).min(MAX_CLAIM_WAIT_MS));
+    let tasks = state.orchestrator.claim(waiter, wait).await;
+    let views: Vec<Value> = tasks.iter().map(task_for_agent).collect();
+    Ok(Json(json!({ "tasks": views })).into_response())
+}
+
+#[derive(Deserialize)]
+struct ProgressBody {
+    fence: i64,
+    percent: f64,
+    message: Option<String>,
+}
+
+async fn progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<i64>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: ProgressBody = checked(&SCHEMAS.progress, "progress", body)?;
+    let beat = Heartbeat {
+        task_id: TaskId(raw),
+        fence: body.fence,
+        lease_ms: state.config.lease_ms,
+        progress: Some(Progress {
+            percent: body.percent,
+            message: body.message.unwrap_or_default(),
+        }),
+        holder: Some(holder_of(&id)),
+    };
+    let answer = state.queue.store().heartbeat(vec![beat]).await?.remove(0)?;
+    Ok(Json(json!({ "cancel": answer.cancel_requested, "lease_expires_at_ms": answer.lease_expires_at_ms }))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct CompleteBody {
+    fence: i64,
+    #[serde(default)]
+    result: Value,
+}
+
+#[derive(Deserialize)]
+struct FailBody {
+    fence: i64,
+    error: TaskError,
+    #[serde(default = "yes")]
+    retryable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn report(state: &AppState, agent: &str, report: Completion) -> Result<Response, ApiError> {
+    let task_state =
+        state.queue.store().complete(&holder_of(agent), vec![report]).await?.remove(0)?;
+    Ok(Json(json!({ "state": task_state })).into_response())
+}
+
+async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<i64>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: CompleteBody = checked(&SCHEMAS.complete, "complete", body)?;
+    let outcome = Outcome::Succeeded { result: body.result };
+    report(&state, &id, Completion { task_id: TaskId(raw), fence: body.fence, outcome }).await
+}
+
+async fn fail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<i64>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: FailBody = checked(&SCHEMAS.fail, "fail", body)?;
+    let outcome = Outcome::Failed { error: body.error, retryable: body.retryable };
+    report(&state, &id, Completion { task_id: TaskId(raw), fence: body.fence, outcome }).await
+}
+
+#[derive(Deserialize)]
+struct BroadcastTo {
+    capability: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageBody {
+    to: Option<String>,
+    broadcast: Option<BroadcastTo>,
+    body: Value,
+    correlation_id: Option<String>,
+    reply_to: Option<i64>,
+    ttl_ms: Option<i64>,
+}
+
+async fn send(state: &AppState, sender: String, m: MessageBody) -> Result<Response, ApiError> {
+    let size = serde_json::to_vec(&m.body).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("message body is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"),
+        ));
+    }
+    let to = match (m.to, m.broadcast) {
+        (Some(to), None) => Audience::Direct(to),
+        (None, Some(b)) => Audience::Broadcast { capability: b.capability },
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::ProtocolViolation,
+                "a message has exactly one of `to` and `broadcast`",
+            ));
+        }
+    };
+    let new = NewMessage {
+        sender,
+        to,
+        correlation_id: m.correlation_id,
+        reply_to: m.reply_to,
+        body: m.body,
+        ttl_ms: m.ttl_ms.unwrap_or(DEFAULT_TTL_MS),
+    };
+    match agent_op(state, AgentOp::Send(new)).await? {
+        AgentAnswer::Sent(ids) => {
+            Ok((StatusCode::CREATED, Json(json!({ "ids": ids }))).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn agent_send(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: MessageBody = checked(&SCHEMAS.message, "message", body)?;
+    send(&state, id, body).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    max: Option<usize>,
+}
+
+async fn inbox(state: &AppState, recipient: String, max: usize) -> Result<Vec<Message>, ApiError> {
+    let op = AgentOp::Inbox { recipient, max: max.clamp(1, 1_000), redeliver_ms: REDELIVER_MS };
+    match agent_op(state, op).await? {
+        AgentAnswer::Messages(m) => Ok(m),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn agent_inbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let Query(q) = query?;
+    let messages = inbox(&state, id, q.max.unwrap_or(100)).await?;
+    Ok(Json(json!({ "messages": messages })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AckBody {
+    ids: Vec<i64>,
+}
+
+async fn agent_ack(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: AckBody = checked(&SCHEMAS.ack, "ack", body)?;
+    match agent_op(&state, AgentOp::Ack { recipient: id, ids: body.ids }).await? {
+        AgentAnswer::Count(n) => Ok(Json(json!({ "acknowledged": n })).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator routes
+
+pub fn agent_view(a: &AgentRecord) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "state": a.state,
+        "capabilities": a.capabilities,
+        "labels": a.labels,
+        "slots": a.slots,
+        "control": a.control,
+        "protocol": a.protocol,
+        "heartbeat_ms": a.heartbeat_ms,
+        "last_seen_at_ms": a.last_seen_at_ms,
+        "created_at_ms": a.created_at_ms,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAgent {
+    name: String,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    slots: Option<u32>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+async fn create_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateAgent>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin, "create agents")?;
+    let Json(body) = body?;
+    if !valid_name(&body.name) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("agent name `{}`: use 1-64 letters, digits, `-`, `_` or `.`", body.name),
+        ));
+    }
+    let capabilities: Vec<Capability> =
+        body.capabilities.iter().map(|c| Capability::parse(c)).collect();
+    if let Some(bad) = capabilities.iter().find(|c| !valid_capability(&c.name)) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("capability `{}`: use lowercase letters, digits, `_`, `.` or `-`", bad.name),
+        ));
+    }
+    let slots = body.slots.unwrap_or(1);
+    if !(1..=256).contains(&slots) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "slots must be between 1 and 256"));
+    }
+    let store = state.queue.store();
+    let now = store.clock().now_ms();
+    let id = format!("ag_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    let issued = auth::issue(Role::Agent, &id, now, None);
+    let token_id = issued.record.id.clone();
+    let agent = AgentRecord {
+        id: id.clone(),
+        name: body.name,
+        token_id: Some(token_id.clone()),
+        capabilities,
+        labels: body.labels,
+        slots,
+        state: AgentState::Starting,
+        control: None,
+        protocol: None,
+        heartbeat_ms: state.config.agent_heartbeat_ms,
+        last_seen_at_ms: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let agent = match agent_op(&state, AgentOp::Create(agent)).await? {
+        AgentAnswer::Agent(a) => a,
+        other => return Err(unexpected(other)),
+    };
+    store.create_token(issued.record).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "token": issued.token, "agent": agent_view(&agent) })),
+    )
+        .into_response())
+}
+
+fn valid_capability(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+}
+
+async fn list_agents(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "list agents")?;
+    let agents = match agent_op(&state, AgentOp::List).await? {
+        AgentAnswer::Agents(a) => a,
+        other => return Err(unexpected(other)),
+    };
+    let running = running_by_holder(&state).await?;
+    let views: Vec<Value> = agents
+        .iter()
+        .map(|a| {
+            let mut v = agent_view(a);
+            v["running"] = json!(running.get(&holder_of(&a.id)).copied().unwrap_or(0));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "agents": views, "leader": state.orchestrator.is_leader() })).into_response())
+}
+
+async fn running_by_holder(state: &AppState) -> Result<BTreeMap<String, u64>, ApiError> {
+    let filter = dreamos_store::TaskFilter {
+        state: Some(dreamos_core::TaskState::Running),
+        limit: 10_000,
+        ..Default::default()
+    };
+    let mut out = BTreeMap::new();
+    for t in state.queue.store().list(&filter).await? {
+        if let Some(l) = t.lease {
+            *out.entry(l.holder).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Finds an agent by id or by name.
+async fn resolve(state: &AppState, key: &str) -> Result<AgentRecord, ApiError> {
+    match record(state, key).await {
+        Ok(a) => return Ok(a),
+        Err(e) if e.code != ErrorCode::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    match agent_op(state, AgentOp::List).await? {
+        AgentAnswer::Agents(list) => list
+            .into_iter()
+            .find(|a| a.name == key)
+            .ok_or_else(|| StoreError::AgentNotFound(key.to_string()).into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn show_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer, "read agents")?;
+    let agent = resolve(&state, &key).await?;
+    let history = match agent_op(&state, AgentOp::Events { id: agent.id.clone() }).await? {
+        AgentAnswer::Events(e) => e,
+        other => return Err(unexpected(other)),
+    };
+    let holder = holder_of(&agent.id);
+    let filter = dreamos_store::TaskFilter {
+        state: Some(dreamos_core::TaskState::Running),
+        limit: 10_000,
+        ..Default::default()
+    };
+    let running: Vec<Value> = state
+        .queue
+        .store()
+        .list(&filter)
+        .await?
+        .into_iter()
+        .filter(|t| t.lease.as_ref().is_some_and(|l| l.holder == holder))
+        .map(|t| json!({ "id": t.id, "kind": t.kind, "progress": t.progress }))
+        .collect();
+    let mut view = agent_view(&agent);
+    view["running"] = json!(running);
+    view["history"] = json!(history);
+    Ok(Json(view).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OperatorMessage {
+    text: Option<String>,
+    body: Option<Value>,
+    capability: Option<String>,
+    ttl_ms: Option<i64>,
+    /// Wait up to this long for a reply (a message back with the same correlation id).
+    wait_ms: Option<u64>,
+}
+
+impl OperatorMessage {
+    fn body(&self) -> Result<Value, ApiError> {
+        match (&self.text, &self.body) {
+            (Some(t), None) => Ok(json!({ "text": t })),
+            (None, Some(b)) => Ok(b.clone()),
+            _ => Err(ApiError::new(ErrorCode::BadRequest, "give exactly one of `text` and `body`")),
+        }
+    }
+}
+
+async fn control_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, action)): Path<(String, String)>,
+    body: Option<Json<OperatorMessage>>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "control agents")?.name();
+    let agent = resolve(&state, &key).await?;
+    let control = match action.as_str() {
+        "drain" => Control::Drain,
+        "resume" => Control::Resume,
+        "stop" => Control::Stop,
+        "restart" => Control::Restart,
+        "messages" => {
+            let m = body.map(|Json(m)| m).unwrap_or_default();
+            return message_agent(&state, &who, &agent, m).await;
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no agent action `{other}`: drain, resume, stop, restart or messages"),
+            ));
+        }
+    };
+    let op = AgentOp::Control { id: agent.id.clone(), control, actor: who };
+    match agent_op(&state, op).await? {
+        AgentAnswer::Agent(a) => Ok(Json(agent_view(&a)).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn operator_address(who: &str) -> String {
+    format!("user:{who}")
+}
+
+async fn message_agent(
+    state: &AppState,
+    who: &str,
+    agent: &AgentRecord,
+    m: OperatorMessage,
+) -> Result<Response, ApiError> {
+    let correlation = format!("c{:016x}", rand::random::<u64>());
+    let body = MessageBody {
+        to: Some(agent.id.clone()),
+        broadcast: None,
+        body: m.body()?,
+        correlation_id: Some(correlation.clone()),
+        reply_to: None,
+        ttl_ms: m.ttl_ms,
+    };
+    let me = operator_address(who);
+    let sent = send(state, me.clone(), body).await?;
+    let wait = Duration::from_millis(m.wait_ms.unwrap_or(0).min(MAX_CLAIM_WAIT_MS));
+    if wait.is_zero() {
+        return Ok(sent);
+    }
+    // Replies are messages to the operator's address carrying the same correlation id.
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let found = inbox(state, me.clone(), 1_000)
+            .await?
+            .into_iter()
+            .find(|r| r.correlation_id.as_deref() == Some(&correlation));
+        if let Some(reply) = found {
+            let ack = AgentOp::Ack { recipient: me, ids: vec![reply.id] };
+            agent_op(state, ack).await?;
+            return Ok(
+                Json(json!({ "correlation_id": correlation, "reply": reply })).into_response()
+            );
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(
+                Json(json!({ "correlation_id": correlation, "reply": null })).into_response()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn operator_broadcast(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<OperatorMessage>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "broadcast to agents")?.name();
+    let Json(m) = body?;
+    let body = MessageBody {
+        to: None,
+        broadcast: Some(BroadcastTo { capability: m.capability.clone() }),
+        body: m.body()?,
+        correlation_id: None,
+        reply_to: None,
+        ttl_ms: m.ttl_ms,
+    };
+    send(&state, operator_address(&who), body).await
+}
+
+async fn operator_inbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Operator, "read messages")?.name();
+    let Query(q) = query?;
+    let me = operator_address(&who);
+    let messages = inbox(&state, me.clone(), q.max.unwrap_or(100)).await?;
+    if !messages.is_empty() {
+        let ids = messages.iter().map(|m| m.id).collect();
+        agent_op(&state, AgentOp::Ack { recipient: me, ids }).await?;
+    }
+    Ok(Json(json!({ "messages": messages })).into_response())
+}
