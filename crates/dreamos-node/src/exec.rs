@@ -1,6 +1,8 @@
 //! The `exec` task: runs one allowed program with arguments (no shell), a clean environment
-//! built from an allowlist, a wall-time limit and an output cap. A program past its limits is
-//! killed and the attempt fails with the reason (`timeout` or `output_limit`).
+//! built from an allowlist, and limits: wall time, CPU time (an rlimit set by `prlimit`, so
+//! the kernel stops the program), memory (its resident set, sampled every 10 ms) and output
+//! size. A program past a limit is killed and the attempt fails with the reason: `timeout`,
+//! `cpu_limit`, `memory_limit` or `output_limit`.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ struct ExecPayload {
     cwd: Option<String>,
     timeout_ms: Option<u64>,
     max_output_bytes: Option<usize>,
+    max_memory_bytes: Option<u64>,
+    max_cpu_ms: Option<u64>,
 }
 
 fn fail(class: &str, message: impl Into<String>, retryable: bool) -> Outcome {
@@ -69,8 +73,22 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
         .unwrap_or(config.exec_max_output_bytes)
         .min(config.exec_max_output_bytes);
 
-    let mut command = Command::new(&payload.program);
+    let max_memory = payload
+        .max_memory_bytes
+        .unwrap_or(config.exec_max_memory_bytes)
+        .min(config.exec_max_memory_bytes);
+    let max_cpu_ms =
+        payload.max_cpu_ms.unwrap_or(config.exec_max_cpu_ms).min(config.exec_max_cpu_ms);
+    let cpu_s = max_cpu_ms.div_ceil(1000).max(1);
+    // The kernel enforces the CPU limit: SIGXCPU at the soft limit, SIGKILL a second later.
+    let mut command = Command::new("prlimit");
     command
+        .arg(format!("--cpu={cpu_s}:{}", cpu_s + 1))
+        // The data segment limit is inherited by the program's children, which the resident
+        // set sampling does not see.
+        .arg(format!("--data={max_memory}"))
+        .arg("--")
+        .arg(&payload.program)
         .args(&payload.args)
         .env_clear()
         .stdin(Stdio::null())
@@ -110,8 +128,10 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
         over_cap.clone(),
     ));
 
+    let pid = child.id();
     let ended = tokio::select! {
         status = child.wait() => Ok(status),
+        rss = over_memory(pid, max_memory) => Err(fail("memory_limit", format!("killed using {rss} bytes of memory (limit {max_memory})"), false)),
         _ = tokio::time::sleep(Duration::from_millis(timeout_ms)) => Err(fail("timeout", format!("killed after {timeout_ms} ms"), true)),
         _ = over_cap.notified() => Err(fail("output_limit", format!("killed after writing more than {cap} bytes of output"), false)),
         _ = cancel.wait_for(|c| *c) => Err(Outcome::Cancelled),
@@ -132,6 +152,24 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
         Ok(s) => s,
         Err(e) => return fail("wait_failed", e.to_string(), true),
     };
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // At the soft limit the kernel sends SIGXCPU, whose default action ends the program.
+        if status.signal() == Some(24) {
+            return fail(
+                "cpu_limit",
+                format!("killed after using its {cpu_s} s of CPU time"),
+                false,
+            );
+        }
+    }
+    if !status.success() && ran_out_of_memory(&err) {
+        return fail(
+            "memory_limit",
+            format!("`{}` could not allocate within its {max_memory} bytes", payload.program),
+            false,
+        );
+    }
     let result = json!({
         "exit_code": status.code(),
         "stdout": String::from_utf8_lossy(&out),
@@ -153,6 +191,35 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
             format!("`{}` exited with {status}: {}", payload.program, tail.trim()),
             true,
         )
+    }
+}
+
+/// Whether a failed program's last words say an allocation failed (what a program sees when
+/// the data-segment rlimit refuses it memory).
+fn ran_out_of_memory(stderr: &[u8]) -> bool {
+    let tail =
+        String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(2_000)..]).to_lowercase();
+    ["cannot allocate memory", "out of memory", "memoryerror", "memory exhausted", "bad_alloc"]
+        .iter()
+        .any(|needle| tail.contains(needle))
+}
+
+/// Resolves when the process's resident set passes `limit` bytes (sampled every 10 ms), with
+/// the size seen; never resolves for a process that stays under it.
+async fn over_memory(pid: Option<u32>, limit: u64) -> u64 {
+    let Some(pid) = pid else { return std::future::pending().await };
+    let path = format!("/proc/{pid}/status");
+    loop {
+        if let Ok(text) = tokio::fs::read_to_string(&path).await
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            && kb * 1024 > limit
+        {
+            return kb * 1024;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -113,6 +113,55 @@ async fn exec_runs_programs_within_their_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_programs_are_killed_at_their_cpu_and_memory_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 2);
+    cfg.exec_allow = vec!["python3".into(), "sh".into()];
+    cfg.exec_max_memory_bytes = 200 * 1024 * 1024;
+    let node = Node::start(cfg).await.unwrap();
+    let store = node.store.clone();
+    let submit = |payload: serde_json::Value| {
+        let store = store.clone();
+        async move { store.submit(vec![once(NewTask::new("exec", payload))]).await.unwrap()[0].id }
+    };
+    let spin = submit(
+        json!({ "program": "sh", "args": ["-c", "while :; do :; done"], "max_cpu_ms": 1000 }),
+    )
+    .await;
+    // Allocates and touches 1 GiB in 64 MiB steps, then sleeps.
+    let hog = submit(json!({
+        "program": "python3",
+        "args": ["-c", "import time\nb = []\nfor _ in range(16): b.append(bytearray(64 << 20))\ntime.sleep(60)"],
+        "max_memory_bytes": 100 * 1024 * 1024
+    }))
+    .await;
+    let finished = eventually(Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            for id in [spin, hog] {
+                if !store.get(id).await.unwrap().unwrap().state.is_terminal() {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(finished, "runaway programs were not stopped");
+    for (id, class) in [(spin, "cpu_limit"), (hog, "memory_limit")] {
+        let t = store.get(id).await.unwrap().unwrap();
+        let error = t.error.unwrap();
+        assert_eq!(
+            (t.state, error.class.as_str()),
+            (TaskState::Failed, class),
+            "{}",
+            error.message
+        );
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_task_is_cancelled_through_its_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 1);
