@@ -4,6 +4,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,

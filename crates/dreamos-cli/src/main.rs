@@ -1,6 +1,7 @@
 //! `dreamos`: runs a node (`up`), talks to one (`task`, `status`), and measures the queue
 //! (`bench`). The binary is glue: the work lives in the library crates.
 
+mod agent;
 mod bench;
 mod bench_scan;
 mod client;
@@ -71,6 +72,10 @@ enum Command {
     Metrics(scan::MetricsArgs),
     /// The import graph: export, cycles, and what depends on a file.
     Graph(scan::GraphArgs),
+    /// Agents: create, list, show, drain, resume, stop, restart, message, broadcast, and
+    /// `agent run` to run a remote agent against a node.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -208,6 +213,11 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Task(ref command) => task(&cli, command).await,
+        Command::Agent(agent::AgentCommand::Run(ref args)) => {
+            let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
+            agent::run_remote(client(&cli)?, args, config).await
+        }
+        Command::Agent(ref command) => agent::command(client(&cli)?, command, cli.json).await,
         Command::Workspace(ref command) => workspace(&cli, command).await,
         Command::Index(ref args) => scan::index(&cli.data_dir, args, cli.json),
         Command::Search(ref args) => scan::search(&cli.data_dir, args, cli.json),

@@ -171,7 +171,7 @@ async fn execute(
             }
             Outcome::Succeeded { result: json!({}) }
         }
-        "exec" => exec::run(&ctx.config, task, cancel).await,
+        "exec" => exec::run(&ctx.config, &task.payload, task.timeout_ms, cancel).await,
         // Parsing and indexing are CPU work: off the async executor. (An index update is
         // not interrupted by cancellation; the task is cancelled when it reports.)
         "index" | "search" | "analyze" => {

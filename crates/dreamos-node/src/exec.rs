@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dreamos_core::{Outcome, Task, TaskError};
+use dreamos_core::{Outcome, TaskError};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -36,8 +36,15 @@ fn fail(class: &str, message: impl Into<String>, retryable: bool) -> Outcome {
     Outcome::Failed { error: TaskError { class: class.into(), message: message.into() }, retryable }
 }
 
-pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>) -> Outcome {
-    let payload: ExecPayload = match serde_json::from_value(task.payload.clone()) {
+/// Runs an `exec` payload under `config`'s allowlists and limits (and the task's own time
+/// limit, if any); `cancel` becoming true kills the program.
+pub async fn run(
+    config: &Config,
+    payload: &serde_json::Value,
+    task_timeout_ms: Option<i64>,
+    mut cancel: watch::Receiver<bool>,
+) -> Outcome {
+    let payload: ExecPayload = match serde_json::from_value(payload.clone()) {
         Ok(p) => p,
         Err(e) => return fail("invalid_payload", e.to_string(), false),
     };
@@ -62,7 +69,7 @@ pub async fn run(config: &Config, task: &Task, mut cancel: watch::Receiver<bool>
     let timeout_ms = [
         Some(config.exec_timeout_ms),
         payload.timeout_ms,
-        task.timeout_ms.map(|t| t.max(1) as u64),
+        task_timeout_ms.map(|t| t.max(1) as u64),
     ]
     .into_iter()
     .flatten()

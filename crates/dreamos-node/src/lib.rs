@@ -20,7 +20,7 @@ pub mod auth;
 mod code;
 pub mod config;
 mod error;
-mod exec;
+pub mod exec;
 pub mod metrics;
 mod node;
 pub mod orchestrator;

@@ -50,6 +50,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/agent/v1/tasks/{id}/progress", post(progress))
         .route("/agent/v1/tasks/{id}/complete", post(complete))
         .route("/agent/v1/tasks/{id}/fail", post(fail))
+        .route("/agent/v1/reports", post(reports))
         .route("/agent/v1/messages", post(agent_send).get(agent_inbox))
         .route("/agent/v1/messages/ack", post(agent_ack))
         .route("/api/v1/agents", post(create_agent).get(list_agents))
@@ -71,6 +72,7 @@ struct Schemas {
     fail: jsonschema::Validator,
     message: jsonschema::Validator,
     ack: jsonschema::Validator,
+    reports: jsonschema::Validator,
 }
 
 fn compile(text: &str) -> jsonschema::Validator {
@@ -87,6 +89,7 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     fail: compile(include_str!("../../../docs/protocol/fail.schema.json")),
     message: compile(include_str!("../../../docs/protocol/message.schema.json")),
     ack: compile(include_str!("../../../docs/protocol/ack.schema.json")),
+    reports: compile(include_str!("../../../docs/protocol/reports.schema.json")),
 });
 
 /// Parses a body that must follow `schema`.
@@ -397,6 +400,57 @@ async fn fail(
     let body: FailBody = checked(&SCHEMAS.fail, "fail", body)?;
     let outcome = Outcome::Failed { error: body.error, retryable: body.retryable };
     report(&state, &id, Completion { task_id: TaskId(raw), fence: body.fence, outcome }).await
+}
+
+#[derive(Deserialize)]
+struct ReportItem {
+    task_id: i64,
+    fence: i64,
+    result: Option<Value>,
+    error: Option<TaskError>,
+    #[serde(default = "yes")]
+    retryable: bool,
+}
+
+#[derive(Deserialize)]
+struct ReportsBody {
+    reports: Vec<ReportItem>,
+}
+
+/// Several reports at once (what a busy agent sends): one answer per report, in order.
+async fn reports(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: ReportsBody = checked(&SCHEMAS.reports, "reports", body)?;
+    let completions: Vec<Completion> = body
+        .reports
+        .into_iter()
+        .map(|r| Completion {
+            task_id: TaskId(r.task_id),
+            fence: r.fence,
+            outcome: match r.error {
+                Some(error) => Outcome::Failed { error, retryable: r.retryable },
+                None => Outcome::Succeeded { result: r.result.unwrap_or(Value::Null) },
+            },
+        })
+        .collect();
+    let ids: Vec<TaskId> = completions.iter().map(|c| c.task_id).collect();
+    let answers = state.queue.store().complete(&holder_of(&id), completions).await?;
+    let results: Vec<Value> = ids
+        .iter()
+        .zip(answers)
+        .map(|(task, a)| match a {
+            Ok(s) => json!({ "task_id": task, "state": s }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                json!({ "task_id": task, "code": e.code.as_str(), "message": e.message })
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })).into_response())
 }
 
 #[derive(Deserialize)]
