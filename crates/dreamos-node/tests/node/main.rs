@@ -1,5 +1,6 @@
 //! The node's behaviour through its HTTP API and its lifecycle.
 
+mod agents;
 mod api;
 mod code;
 mod lifecycle;
