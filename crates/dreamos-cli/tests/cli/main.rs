@@ -1,5 +1,6 @@
 //! The `dreamos` binary as a user runs it: real processes, real signals.
 
+mod agents;
 mod code;
 mod crash;
 mod usage;
@@ -20,11 +21,17 @@ pub struct UpProcess {
 
 impl UpProcess {
     pub fn start(data_dir: &Path, agents: usize) -> Self {
+        Self::start_with_env(data_dir, agents, &[])
+    }
+
+    /// Starts a node with extra `DREAMOS_*` settings in its environment.
+    pub fn start_with_env(data_dir: &Path, agents: usize, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["up", "--listen", "127.0.0.1:0", "--agents", &agents.to_string()])
             .env("DREAMOS_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -85,7 +85,7 @@ impl Remote {
     async fn claim_alive(&self, token: &str) -> Vec<Value> {
         for _ in 0..100 {
             self.post(token, "/agent/v1/heartbeat", json!({ "running": [] })).await;
-            let got = self.claim(token, 200).await;
+            let got = self.claim(token, 50).await;
             if !got.is_empty() {
                 return got;
             }

@@ -1,0 +1,150 @@
+//! Remote agents as separate `dreamos agent run` processes: one killed mid-task has its task
+//! re-run by another, and its stale report is refused; operators drive them from the CLI.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{BIN, UpProcess};
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (id, token) of a new agent.
+fn create(node: &UpProcess, name: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(&ok(node.cli(&[
+        "--json",
+        "agent",
+        "create",
+        name,
+        "--capability",
+        "noop",
+        "--slots",
+        "1",
+    ])))
+    .unwrap();
+    (v["id"].as_str().unwrap().into(), v["token"].as_str().unwrap().into())
+}
+
+fn run_agent(node: &UpProcess, token: &str) -> Child {
+    Command::new(BIN)
+        .args(["--data-dir"])
+        .arg(&node.data_dir)
+        .args([
+            "--server",
+            &node.url,
+            "--token",
+            token,
+            "agent",
+            "run",
+            "--slots",
+            "1",
+            "--capability",
+            "noop",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn task(node: &UpProcess, id: i64) -> Value {
+    serde_json::from_str(&ok(node.cli(&["--json", "task", "show", &id.to_string()]))).unwrap()
+}
+
+fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_killed_agent_s_task_is_rerun_elsewhere_and_its_stale_report_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = UpProcess::start_with_env(
+        dir.path(),
+        0,
+        &[("DREAMOS_AGENT_HEARTBEAT_MS", "200"), ("DREAMOS_LEASE_MS", "1500")],
+    );
+    let (a_id, a_token) = create(&node, "doomed");
+    let (b_id, b_token) = create(&node, "survivor");
+    let mut a = run_agent(&node, &a_token);
+    let submitted: Value = serde_json::from_str(&ok(node.cli(&[
+        "--json",
+        "task",
+        "submit",
+        "noop",
+        "--payload",
+        r#"{"sleep_ms": 1000}"#,
+    ])))
+    .unwrap();
+    let id = submitted["id"].as_i64().unwrap();
+    let holder_a = format!("agent:{a_id}");
+    assert!(
+        wait_until(Duration::from_secs(20), || task(&node, id)["lease"]["holder"]
+            == json!(holder_a)),
+        "agent A never ran the task"
+    );
+    let fence_a = task(&node, id)["lease"]["fence"].as_i64().unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut b = run_agent(&node, &b_token);
+    assert!(
+        wait_until(Duration::from_secs(30), || task(&node, id)["state"] == "succeeded"),
+        "the task was not re-run: {}",
+        task(&node, id)
+    );
+    let t = task(&node, id);
+    let history = t["history"].as_array().unwrap();
+    let claims: Vec<&str> = history
+        .iter()
+        .filter(|e| e["event"] == "claimed")
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(claims, vec![holder_a.as_str(), &format!("agent:{b_id}")], "{t}");
+    assert!(
+        history.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("agent_lost") || d.contains("lease_expired"))),
+        "{t}"
+    );
+    // A's report, arriving late with its old fencing token, is refused.
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {a_token}")])
+        .args(["-d", &json!({ "fence": fence_a, "result": "late" }).to_string()])
+        .arg(format!("{}/agent/v1/tasks/{id}/complete", node.url))
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["code"], "stale_lease", "{answer}");
+    assert_eq!(task(&node, id)["result"], json!({}), "the first report stands");
+
+    // Operators see and steer agents from the CLI.
+    let list = ok(node.cli(&["agent", "list"]));
+    assert!(list.contains("survivor") && list.contains("doomed"), "{list}");
+    let reply = ok(node.cli(&["agent", "message", "survivor", "status?", "--wait", "20s"]));
+    assert!(reply.contains("survivor received \"status?\""), "{reply}");
+    let stopped = ok(node.cli(&["agent", "stop", "survivor"]));
+    assert!(stopped.contains("stopped"), "{stopped}");
+    assert!(
+        wait_until(Duration::from_secs(20), || b.try_wait().unwrap().is_some()),
+        "agent B did not stop"
+    );
+    assert!(b.wait().unwrap().success());
+    let shown: Value =
+        serde_json::from_str(&ok(node.cli(&["--json", "agent", "show", "survivor"]))).unwrap();
+    let states: Vec<&str> =
+        shown["history"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    assert_eq!(states.first(), Some(&"starting"));
+    assert_eq!(states.last(), Some(&"stopped"), "{shown}");
+    node.terminate();
+}
