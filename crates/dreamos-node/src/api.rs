@@ -147,6 +147,8 @@ async fn status(State(state): State<AppState>, caller: Caller) -> Result<Respons
         "store": state.queue.store().backend().as_str(),
         "uptime_s": state.started.elapsed().as_secs(),
         "local_agents": state.config.agents,
+        "orchestrator_leader": state.orchestrator.is_leader(),
+        "agents_waiting": state.orchestrator.waiting(),
         "tasks": by_state,
         "queued_by_priority": queued_by_priority,
         "submitted_total": state.metrics.submitted.get(),

@@ -17,6 +17,9 @@ pub struct FileConfig {
     pub agents: Option<usize>,
     /// Store URL: `sqlite://PATH` or `postgres://...`. Default: SQLite in the data dir.
     pub store: Option<String>,
+    /// PostgreSQL: keep the tables in this schema (created if missing), so several
+    /// independent deployments can share one database. Default: the connection's default.
+    pub store_schema: Option<String>,
     /// Lease of a claimed task, in ms; holders heartbeat at a third of it. Default 30000.
     pub lease_ms: Option<i64>,
     /// On SIGINT/SIGTERM, how long running tasks may finish before they are released, in ms.
@@ -75,6 +78,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub agents: usize,
     pub store: String,
+    pub store_schema: Option<String>,
     pub lease_ms: i64,
     pub grace_ms: u64,
     pub aging_ms: i64,
@@ -147,6 +151,7 @@ impl Config {
             listen,
             agents: c.agents.unwrap_or(cores),
             store,
+            store_schema: c.store_schema,
             lease_ms,
             grace_ms: c.grace_ms.unwrap_or(10_000),
             aging_ms: c.aging_ms.unwrap_or(60_000).max(1),
@@ -209,6 +214,7 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(listen, "DREAMOS_LISTEN", parse);
     env!(agents, "DREAMOS_AGENTS", parse);
     env!(store, "DREAMOS_STORE", parse);
+    env!(store_schema, "DREAMOS_STORE_SCHEMA", parse);
     env!(lease_ms, "DREAMOS_LEASE_MS", parse);
     env!(grace_ms, "DREAMOS_GRACE_MS", parse);
     env!(aging_ms, "DREAMOS_AGING_MS", parse);

@@ -44,6 +44,7 @@ impl Node {
         let store_config = StoreConfig {
             aging_ms: config.aging_ms,
             sqlite_full_sync: config.sqlite_full_sync,
+            pg_schema: config.store_schema.clone(),
             ..StoreConfig::default()
         };
         let store = dreamos_store::open(&config.store, store_config, Arc::new(SystemClock))

@@ -148,3 +148,84 @@ fn a_killed_agent_s_task_is_rerun_elsewhere_and_its_stale_report_refused() {
     assert_eq!(states.last(), Some(&"stopped"), "{shown}");
     node.terminate();
 }
+
+fn pg_url() -> String {
+    std::env::var("DREAMOS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+fn pg_reachable() -> bool {
+    let ok = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "PostgreSQL is required in CI but unreachable at {}",
+            pg_url()
+        );
+        eprintln!("SKIPPED: PostgreSQL unreachable at {}", pg_url());
+    }
+    ok
+}
+
+fn leads(node: &UpProcess) -> Option<bool> {
+    let out = node.cli(&["--json", "status"]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["orchestrator_leader"].as_bool()
+}
+
+#[test]
+fn two_nodes_on_one_postgres_have_one_leader_and_fail_over() {
+    if !pg_reachable() {
+        return;
+    }
+    let schema = format!("t_leader_{}", std::process::id());
+    let env = [
+        ("DREAMOS_STORE", pg_url()),
+        ("DREAMOS_STORE_SCHEMA", schema.clone()),
+        ("DREAMOS_LEADER_TTL_MS", "600".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n1 = UpProcess::start_with_env(d1.path(), 0, &env);
+    let n2 = UpProcess::start_with_env(d2.path(), 0, &env);
+    assert!(
+        wait_until(Duration::from_secs(20), || leads(&n1) == Some(true)
+            || leads(&n2) == Some(true)),
+        "no leader"
+    );
+    // Exactly one leads, and keeps leading while it lives.
+    for _ in 0..10 {
+        let (a, b) = (leads(&n1), leads(&n2));
+        assert_ne!(a, b, "exactly one leader: {a:?} {b:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut leader, follower) = if leads(&n1) == Some(true) { (n1, n2) } else { (n2, n1) };
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || leads(&follower) == Some(true)),
+        "the follower did not take over after the leader died"
+    );
+    // The dead node comes back while the other leads: it follows.
+    let dead_dir = leader.data_dir.clone();
+    drop(leader);
+    let back = UpProcess::start_with_env(&dead_dir, 0, &env);
+    for _ in 0..5 {
+        assert_eq!(leads(&back), Some(false), "a restarted node does not steal a live lease");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A leader that stops cleanly hands over at once.
+    follower.terminate();
+    assert!(wait_until(Duration::from_secs(20), || leads(&back) == Some(true)));
+    back.terminate();
+    let _ = Command::new("psql")
+        .args([&pg_url(), "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+        .output();
+}
