@@ -27,6 +27,10 @@ pub struct FileConfig {
     pub grace_ms: Option<u64>,
     /// Waiting time worth one priority level, in ms. Default 60000.
     pub aging_ms: Option<i64>,
+    /// Fairness across submitters: one submitter's consecutive tasks are placed at least this
+    /// far apart in the claim order, so another's new work lands among a large backlog rather
+    /// than behind it. 0 turns fairness off. Default 10.
+    pub fair_spacing_ms: Option<i64>,
     /// Finished tasks move to the archive this long after finishing, in ms. Default 7 days.
     pub archive_after_ms: Option<i64>,
     /// Largest task payload, in bytes. Default 262144.
@@ -82,6 +86,7 @@ pub struct Config {
     pub lease_ms: i64,
     pub grace_ms: u64,
     pub aging_ms: i64,
+    pub fair_spacing_ms: i64,
     pub archive_after_ms: i64,
     pub max_payload_bytes: usize,
     pub sqlite_full_sync: bool,
@@ -155,6 +160,7 @@ impl Config {
             lease_ms,
             grace_ms: c.grace_ms.unwrap_or(10_000),
             aging_ms: c.aging_ms.unwrap_or(60_000).max(1),
+            fair_spacing_ms: c.fair_spacing_ms.unwrap_or(10).max(0),
             archive_after_ms: c.archive_after_ms.unwrap_or(7 * 24 * 3600 * 1000),
             max_payload_bytes: c.max_payload_bytes.unwrap_or(256 * 1024),
             sqlite_full_sync: c.sqlite_full_sync.unwrap_or(false),
@@ -218,6 +224,7 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(lease_ms, "DREAMOS_LEASE_MS", parse);
     env!(grace_ms, "DREAMOS_GRACE_MS", parse);
     env!(aging_ms, "DREAMOS_AGING_MS", parse);
+    env!(fair_spacing_ms, "DREAMOS_FAIR_SPACING_MS", parse);
     env!(archive_after_ms, "DREAMOS_ARCHIVE_AFTER_MS", parse);
     env!(max_payload_bytes, "DREAMOS_MAX_PAYLOAD_BYTES", parse);
     env!(sqlite_full_sync, "DREAMOS_SQLITE_FULL_SYNC", parse);

@@ -45,6 +45,7 @@ impl Node {
             aging_ms: config.aging_ms,
             sqlite_full_sync: config.sqlite_full_sync,
             pg_schema: config.store_schema.clone(),
+            fair_spacing_ms: config.fair_spacing_ms,
             ..StoreConfig::default()
         };
         let store = dreamos_store::open(&config.store, store_config, Arc::new(SystemClock))

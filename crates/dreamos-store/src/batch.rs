@@ -101,13 +101,13 @@ pub(crate) async fn insert_events<C: Conn>(
 pub(crate) async fn insert_plain<C: Conn>(
     c: &mut C,
     ctx: &Ctx,
-    tasks: &[&NewTask],
+    tasks: &[(&NewTask, i64)],
 ) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(tasks.len());
     for chunk in tasks.chunks(CHUNK) {
         let mut a: Vec<Arg> = Vec::with_capacity(chunk.len() * 12 + 1);
         a.push(ctx.now.into());
-        for t in chunk {
+        for (t, base) in chunk {
             let available_at = t.run_at_ms.map_or(ctx.now, |at| at.max(ctx.now));
             a.extend(args![
                 t.kind.clone(),
@@ -118,7 +118,7 @@ pub(crate) async fn insert_plain<C: Conn>(
                 t.retry.base_delay_ms,
                 t.retry.max_delay_ms,
                 available_at,
-                ctx.sort_key(available_at, t.priority),
+                ctx.sort_key((*base).max(available_at), t.priority),
                 t.timeout_ms,
                 t.submitter.clone()
             ]);
@@ -146,7 +146,7 @@ pub(crate) async fn insert_plain<C: Conn>(
     let events = tasks
         .iter()
         .zip(&ids)
-        .map(|(t, id)| EventRow {
+        .map(|((t, _), id)| EventRow {
             task: *id,
             kind: EventKind::Submitted,
             attempt: 0,

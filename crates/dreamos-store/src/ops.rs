@@ -84,6 +84,7 @@ impl Response {
 pub(crate) struct Ctx {
     pub now: i64,
     pub aging_ms: i64,
+    pub fair_spacing_ms: i64,
 }
 
 impl Ctx {
@@ -215,12 +216,13 @@ async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<
             dep_states.insert(*dep, state);
         }
     }
+    let bases = fair_bases(c, ctx, tasks).await?;
     let mut out = Vec::with_capacity(tasks.len());
-    let mut plain: Vec<&NewTask> = Vec::new();
-    for task in tasks {
+    let mut plain: Vec<(&NewTask, i64)> = Vec::new();
+    for (task, &base) in tasks.iter().zip(&bases) {
         // Tasks without a key or dependencies are inserted together, many rows a statement.
         if task.idempotency_key.is_none() && task.depends_on.is_empty() {
-            plain.push(task);
+            plain.push((task, base));
             continue;
         }
         flush_plain(c, ctx, &mut plain, &mut out).await?;
@@ -277,7 +279,7 @@ async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<
                     task.retry.base_delay_ms,
                     task.retry.max_delay_ms,
                     available_at,
-                    ctx.sort_key(available_at, task.priority),
+                    ctx.sort_key(base.max(available_at), task.priority),
                     task.timeout_ms,
                     to_json(&deps_vec),
                     pending_deps,
@@ -319,10 +321,56 @@ async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<
     Ok(out)
 }
 
+/// Where each new task is placed in the claim order before its priority applies: its
+/// available time, but no earlier than `fair_spacing_ms` after the previous task of the same
+/// submitter and priority. One submitter's backlog is thus spread out, and another
+/// submitter's new task lands among it rather than behind all of it (fair queuing by start
+/// time). The clocks live in `submitter_clocks`.
+async fn fair_bases<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<i64>> {
+    let available: Vec<i64> =
+        tasks.iter().map(|t| t.run_at_ms.map_or(ctx.now, |at| at.max(ctx.now))).collect();
+    if ctx.fair_spacing_ms <= 0 {
+        return Ok(available);
+    }
+    let mut groups: std::collections::BTreeMap<(&str, i64), Vec<usize>> = Default::default();
+    for (i, t) in tasks.iter().enumerate() {
+        groups.entry((t.submitter.as_str(), t.priority.rank())).or_default().push(i);
+    }
+    let mut bases = available.clone();
+    for ((submitter, rank), members) in groups {
+        let row = c
+            .fetch_optional(
+                dynamic(format!(
+                    "SELECT next_at FROM submitter_clocks WHERE submitter = $1 AND priority = $2{}",
+                    C::DIALECT.for_update()
+                )),
+                args![submitter, rank],
+            )
+            .await?;
+        let mut next = match &row {
+            Some(r) => r.int("next_at")?,
+            None => i64::MIN,
+        };
+        for i in members {
+            bases[i] = available[i].max(next);
+            next = bases[i] + ctx.fair_spacing_ms;
+        }
+        c.execute(
+            fixed(
+                "INSERT INTO submitter_clocks (submitter, priority, next_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (submitter, priority) DO UPDATE SET next_at = excluded.next_at",
+            ),
+            args![submitter, rank, next],
+        )
+        .await?;
+    }
+    Ok(bases)
+}
+
 async fn flush_plain<C: Conn>(
     c: &mut C,
     ctx: &Ctx,
-    plain: &mut Vec<&NewTask>,
+    plain: &mut Vec<(&NewTask, i64)>,
     out: &mut Vec<TaskSummary>,
 ) -> Result<()> {
     if plain.is_empty() {

@@ -99,7 +99,11 @@ impl Store for PgStore {
     async fn write(&self, request: Request) -> Result<Response> {
         let mut tries = 0;
         loop {
-            let ctx = Ctx { now: self.clock.now_ms(), aging_ms: self.config.aging_ms };
+            let ctx = Ctx {
+                now: self.clock.now_ms(),
+                aging_ms: self.config.aging_ms,
+                fair_spacing_ms: self.config.fair_spacing_ms,
+            };
             let mut tx = self.pool.begin().await?;
             let answer = apply(&mut *tx, &ctx, &request).await;
             let outcome = match answer {

@@ -122,7 +122,11 @@ fn run_writer(
         if batch.is_empty() {
             continue;
         }
-        let ctx = Ctx { now: clock.now_ms(), aging_ms: config.aging_ms };
+        let ctx = Ctx {
+            now: clock.now_ms(),
+            aging_ms: config.aging_ms,
+            fair_spacing_ms: config.fair_spacing_ms,
+        };
         let answers = commit_group(&mut conn, &ctx, &batch);
         let mut wake: Option<Option<usize>> = None;
         for ((_, reply), answer) in batch.drain(..).zip(answers) {

@@ -19,6 +19,10 @@ pub struct StoreConfig {
     /// PostgreSQL only: keep the tables in this schema (created if missing), so that several
     /// independent stores can share one database (the tests do).
     pub pg_schema: Option<String>,
+    /// Fairness across submitters: consecutive tasks of one submitter (at one priority) are
+    /// placed at least this far apart in the claim order, so a submitter with a large backlog
+    /// does not hold back another's new work. 0 turns it off (plain arrival order).
+    pub fair_spacing_ms: i64,
 }
 
 impl Default for StoreConfig {
@@ -29,6 +33,7 @@ impl Default for StoreConfig {
             max_connections: 8,
             max_group: 512,
             pg_schema: None,
+            fair_spacing_ms: 10,
         }
     }
 }

@@ -49,3 +49,12 @@ CREATE TABLE leases (
     expires_at INTEGER NOT NULL,
     epoch INTEGER NOT NULL
 );
+
+-- Fairness across submitters: where each submitter's next task of each priority is placed in
+-- the claim order (see ops::fair_bases).
+CREATE TABLE submitter_clocks (
+    submitter TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    next_at INTEGER NOT NULL,
+    PRIMARY KEY (submitter, priority)
+);

@@ -404,7 +404,37 @@ async fn an_agent_reports_only_on_its_own_leases(h: &Harness) {
     assert_eq!(own[0].as_ref().unwrap(), &TaskState::Succeeded);
 }
 
+async fn a_busy_submitter_does_not_starve_another(h: &Harness) {
+    let s = &h.store;
+    let from = |who: &str, n: usize| -> Vec<NewTask> {
+        (0..n)
+            .map(|i| NewTask { submitter: who.into(), ..NewTask::new("noop", json!({ "i": i })) })
+            .collect()
+    };
+    s.submit(from("alice", 200)).await.unwrap();
+    h.clock.advance_ms(1);
+    s.submit(from("bob", 10)).await.unwrap();
+    s.submit(from("alice", 50)).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..30 {
+        let req = ClaimRequest {
+            holder: "w".into(),
+            capabilities: vec!["noop".into()],
+            kinds: None,
+            max: 1,
+            lease_ms: 30_000,
+        };
+        let t = s.claim(req).await.unwrap().remove(0);
+        order.push((t.submitter.clone(), t.payload["i"].as_i64().unwrap()));
+    }
+    let bob: Vec<i64> = order.iter().filter(|(w, _)| w == "bob").map(|(_, i)| *i).collect();
+    assert_eq!(bob, (0..10).collect::<Vec<_>>(), "bob's tasks run early, in order: {order:?}");
+    let alice: Vec<i64> = order.iter().filter(|(w, _)| w == "alice").map(|(_, i)| *i).collect();
+    assert_eq!(alice, (0..20).collect::<Vec<_>>(), "alice keeps her own order: {order:?}");
+}
+
 both_backends!(
+    a_busy_submitter_does_not_starve_another,
     an_agent_reports_only_on_its_own_leases,
     lifecycle_is_tracked_with_history,
     dispatch_matches_capabilities_and_labels,
