@@ -404,6 +404,22 @@ async fn claim_loop(s: Arc<Session>, slots: usize, mut mode: watch::Receiver<Mod
             let (Some(id), Some(fence)) = (task["id"].as_i64(), task["fence"].as_i64()) else {
                 continue;
             };
+            if task["kind"] == "fanout" {
+                // Fan-out: the node runs the children and completes this task with their
+                // results; nothing is reported for it here.
+                let body = json!({ "fence": fence, "tasks": task["payload"]["tasks"] });
+                let path = format!("/agent/v1/tasks/{id}/children");
+                if let Err(e) = s.client.post(&path, &body).await {
+                    let report = json!({
+                        "task_id": id,
+                        "fence": fence,
+                        "error": { "class": "fan_out_failed", "message": format!("{e:#}") },
+                        "retryable": false,
+                    });
+                    let _ = s.reports.send(report);
+                }
+                continue;
+            }
             let (cancel, cancel_rx) = watch::channel(false);
             s.running().insert(id, Running { fence, cancel });
             let s = s.clone();

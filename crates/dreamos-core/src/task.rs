@@ -277,10 +277,12 @@ pub enum EventKind {
     Cancelled,
     Retried,
     Archived,
+    /// A running task spawned child tasks and waits for them (fan-out).
+    FannedOut,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Submitted,
         EventKind::Unblocked,
         EventKind::Claimed,
@@ -292,6 +294,7 @@ impl EventKind {
         EventKind::Cancelled,
         EventKind::Retried,
         EventKind::Archived,
+        EventKind::FannedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -307,6 +310,7 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::Retried => "retried",
             EventKind::Archived => "archived",
+            EventKind::FannedOut => "fanned_out",
         }
     }
 

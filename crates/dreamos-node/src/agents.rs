@@ -42,7 +42,7 @@ pub struct AgentContext {
 }
 
 /// The capabilities of every local agent.
-pub const LOCAL_CAPABILITIES: [&str; 5] = ["noop", "exec", "index", "search", "analyze"];
+pub const LOCAL_CAPABILITIES: [&str; 6] = ["noop", "exec", "index", "search", "analyze", "fanout"];
 
 /// How often a task that reports progress heartbeats (with its latest progress).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -96,7 +96,12 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
         .observe((claimed_at - task.available_at_ms).max(0) as f64 / 1000.0);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let progress: Arc<Mutex<Option<Progress>>> = Arc::new(Mutex::new(None));
-    let mut work = Box::pin(execute(ctx, &task, cancel_rx, progress.clone()));
+    let mut work: std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outcome>> + Send>> =
+        if task.kind == "fanout" {
+            Box::pin(fan_out(ctx, holder, &task, lease.fence))
+        } else {
+            Box::pin(async { Some(execute(ctx, &task, cancel_rx, progress.clone()).await) })
+        };
     let mut beat_every = Duration::from_millis((ctx.config.lease_ms / 3).max(10) as u64);
     if code::CAPABILITIES.contains(&task.kind.as_str()) {
         beat_every = beat_every.min(PROGRESS_EVERY);
@@ -104,7 +109,8 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
     let mut hard_stop = ctx.hard_stop.clone();
     let outcome = loop {
         tokio::select! {
-            outcome = &mut work => break Some(outcome),
+            // `None`: the attempt was handed off (fan-out); there is nothing to report.
+            outcome = &mut work => break outcome,
             _ = tokio::time::sleep(beat_every) => {
                 let latest = progress.lock().unwrap_or_else(|e| e.into_inner()).take();
                 let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: latest, holder: None };
@@ -150,6 +156,40 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
         Err(e) => {
             tracing::error!(agent = %holder, task = %task.id, error = %e, "report failed; the lease will expire and the task be retried")
         }
+    }
+}
+
+/// `fanout`: the children are submitted and this task waits for them in the store (it is no
+/// longer running, so the agent is free at once); the store completes it when they finish.
+async fn fan_out(ctx: &AgentContext, holder: &str, task: &Task, fence: i64) -> Option<Outcome> {
+    let fail = |class: &str, message: String| {
+        Some(Outcome::Failed {
+            error: TaskError { class: class.into(), message },
+            retryable: false,
+        })
+    };
+    let requests: Vec<dreamos_queue::SubmitRequest> =
+        match serde_json::from_value(task.payload["tasks"].clone()) {
+            Ok(r) => r,
+            Err(e) => return fail("invalid_payload", format!("fanout tasks: {e}")),
+        };
+    let admin = task.submitter.starts_with("admin:");
+    if let Some(r) = requests
+        .iter()
+        .find(|r| !admin && ctx.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only))
+    {
+        return fail("forbidden", format!("only admins may fan out `{}` tasks", r.kind));
+    }
+    let children = match ctx.queue.validate(&task.submitter, requests) {
+        Ok(c) => c,
+        Err(e) => return fail("invalid_payload", e.to_string()),
+    };
+    match ctx.queue.store().fan_out(task.id, fence, holder, children).await {
+        Ok(ids) => {
+            tracing::info!(task = %task.id, children = ids.len(), "fanned out");
+            None
+        }
+        Err(e) => fail("fan_out_failed", e.to_string()),
     }
 }
 

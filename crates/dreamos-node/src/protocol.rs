@@ -51,6 +51,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/agent/v1/tasks/{id}/complete", post(complete))
         .route("/agent/v1/tasks/{id}/fail", post(fail))
         .route("/agent/v1/reports", post(reports))
+        .route("/agent/v1/tasks/{id}/children", post(children))
         .route("/agent/v1/messages", post(agent_send).get(agent_inbox))
         .route("/agent/v1/messages/ack", post(agent_ack))
         .route("/api/v1/agents", post(create_agent).get(list_agents))
@@ -73,6 +74,7 @@ struct Schemas {
     message: jsonschema::Validator,
     ack: jsonschema::Validator,
     reports: jsonschema::Validator,
+    children: jsonschema::Validator,
 }
 
 fn compile(text: &str) -> jsonschema::Validator {
@@ -90,6 +92,7 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     message: compile(include_str!("../../../docs/protocol/message.schema.json")),
     ack: compile(include_str!("../../../docs/protocol/ack.schema.json")),
     reports: compile(include_str!("../../../docs/protocol/reports.schema.json")),
+    children: compile(include_str!("../../../docs/protocol/children.schema.json")),
 });
 
 /// Parses a body that must follow `schema`.
@@ -451,6 +454,38 @@ async fn reports(
         })
         .collect();
     Ok(Json(json!({ "results": results })).into_response())
+}
+
+#[derive(Deserialize)]
+struct ChildrenBody {
+    fence: i64,
+    tasks: Vec<dreamos_queue::SubmitRequest>,
+}
+
+/// Fan-out: the running task spawns child tasks and stops running; the node completes it with
+/// the children's results when they have all succeeded (fan-in), or fails it if one fails.
+async fn children(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<i64>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: ChildrenBody = checked(&SCHEMAS.children, "children", body)?;
+    let parent = TaskId(raw);
+    let task = state.queue.store().get(parent).await?.ok_or(StoreError::NotFound(parent))?;
+    if let Some(r) = body.tasks.iter().find(|r| {
+        !task.submitter.starts_with("admin:")
+            && state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only)
+    }) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("only admins' tasks may fan out `{}` tasks", r.kind),
+        ));
+    }
+    let children = state.queue.validate(&task.submitter, body.tasks)?;
+    let ids = state.queue.store().fan_out(parent, body.fence, &holder_of(&id), children).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "children": ids }))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -81,10 +81,37 @@ impl KindRegistry {
                         "env": { "type": "object", "additionalProperties": { "type": "string" } },
                         "cwd": { "type": "string" },
                         "timeout_ms": { "type": "integer", "minimum": 1 },
-                        "max_output_bytes": { "type": "integer", "minimum": 0 }
+                        "max_output_bytes": { "type": "integer", "minimum": 0 },
+                        "max_memory_bytes": { "type": "integer", "minimum": 1 },
+                        "max_cpu_ms": { "type": "integer", "minimum": 1 }
                     }
                 }),
                 true,
+            )
+            .expect("builtin schema"),
+        );
+        registry.register(
+            KindSpec::new(
+                "fanout",
+                "runs its child tasks (on any agents) and succeeds with their results when all have (fan-out / fan-in)",
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["tasks"],
+                    "properties": {
+                        "tasks": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 1000,
+                            "items": {
+                                "type": "object",
+                                "required": ["kind"],
+                                "properties": { "kind": { "type": "string", "minLength": 1 } }
+                            }
+                        }
+                    }
+                }),
+                false,
             )
             .expect("builtin schema"),
         );

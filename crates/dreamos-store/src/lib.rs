@@ -179,6 +179,22 @@ impl dyn Store {
         }
     }
 
+    /// Fan-out: the running task `parent` (held by `holder` with `fence`) spawns `children`
+    /// and waits for them; it succeeds with their results when the last one succeeds.
+    pub async fn fan_out(
+        &self,
+        parent: TaskId,
+        fence: i64,
+        holder: &str,
+        children: Vec<NewTask>,
+    ) -> Result<Vec<TaskId>> {
+        let request = Request::FanOut { parent, fence, holder: holder.into(), children };
+        match self.write(request).await? {
+            Response::Tasks(t) => Ok(t),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
     /// Applies one agent, message, lease or dispatch operation.
     pub async fn agent(&self, op: AgentOp) -> Result<AgentAnswer> {
         match self.write(Request::Agent(Box::new(op))).await? {

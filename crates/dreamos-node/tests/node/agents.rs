@@ -340,3 +340,55 @@ async fn a_silent_agent_is_lost_and_its_task_retried_elsewhere() {
     assert_eq!(r.agent_state(&silent_id).await, "idle");
     r.node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_through_local_and_remote_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = remote_config(dir.path());
+    cfg.agents = 2;
+    let r = Remote::start(cfg).await;
+    // Local agents: a `fanout` task's children run, and it succeeds with their results.
+    let body = json!({ "kind": "fanout", "payload": { "tasks": [
+        { "kind": "noop", "payload": { "part": 1 } },
+        { "kind": "noop", "payload": { "part": 2 } },
+    ] } });
+    let (status, v) = r.post(&r.admin, "/api/v1/tasks", body).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["task"]["id"].as_i64().unwrap();
+    let (_, t) = r.call(&r.admin, "GET", &format!("/api/v1/tasks/{id}?wait_ms=30000"), None).await;
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(t["result"]["children"].as_array().unwrap().len(), 2, "{t}");
+    let events: Vec<&str> =
+        t["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(events.contains(&"fanned_out"), "{events:?}");
+
+    // A remote agent fans out over the protocol.
+    let (_, token) = r.create("splitter", &["fanout", "noop"], 4).await;
+    r.register(&token, &["fanout", "noop"], json!({ "pool": "remote" })).await;
+    let mut parent = NewTask::new("fanout", json!({ "tasks": [] }));
+    parent.capabilities = vec!["label:pool=remote".into()];
+    let parent = submit(&r.store(), parent).await;
+    let task = r.claim_alive(&token).await.remove(0);
+    assert_eq!(task["id"], json!(parent));
+    let kids = json!({ "fence": task["fence"], "tasks": [
+        { "kind": "noop", "payload": { "n": 1 }, "capabilities": ["label:pool=remote"] },
+    ] });
+    let (status, v) = r.post(&token, &format!("/agent/v1/tasks/{}/children", parent.0), kids).await;
+    assert_eq!(status, 201, "{v}");
+    let child = r.claim_alive(&token).await.remove(0);
+    assert_eq!(child["id"], v["children"][0]);
+    let (status, _) = r
+        .post(
+            &token,
+            &format!("/agent/v1/tasks/{}/complete", child["id"]),
+            json!({ "fence": child["fence"], "result": "ok" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let p = r.store().get(parent).await.unwrap().unwrap();
+    assert_eq!(
+        (p.state, p.result.unwrap()["children"][0]["result"].clone()),
+        (TaskState::Succeeded, json!("ok"))
+    );
+    r.node.shutdown().await.unwrap();
+}

@@ -58,3 +58,7 @@ CREATE TABLE submitter_clocks (
     next_at INTEGER NOT NULL,
     PRIMARY KEY (submitter, priority)
 );
+
+-- Fan-out / fan-in: a task that spawned children waits (state `pending`, its children as
+-- dependencies) and succeeds with their results when the last one succeeds.
+ALTER TABLE tasks ADD COLUMN fan_in INTEGER NOT NULL DEFAULT 0;

@@ -433,7 +433,89 @@ async fn a_busy_submitter_does_not_starve_another(h: &Harness) {
     assert_eq!(alice, (0..20).collect::<Vec<_>>(), "alice keeps her own order: {order:?}");
 }
 
+fn worker(max: usize) -> ClaimRequest {
+    ClaimRequest {
+        holder: "w".into(),
+        capabilities: vec!["noop".into(), "split".into()],
+        kinds: None,
+        max,
+        lease_ms: 30_000,
+    }
+}
+
+async fn fan_out_then_fan_in_gathers_the_children_s_results(h: &Harness) {
+    let s = &h.store;
+    let parent = s.submit(vec![NewTask::new("split", json!({}))]).await.unwrap()[0].id;
+    let task = s.claim(worker(1)).await.unwrap().remove(0);
+    let fence = task.lease.unwrap().fence;
+    let kids: Vec<NewTask> = (0..3).map(|i| NewTask::new("noop", json!({ "part": i }))).collect();
+    assert!(matches!(
+        s.fan_out(parent, fence + 1, "w", kids.clone()).await,
+        Err(StoreError::StaleLease { .. })
+    ));
+    assert!(matches!(
+        s.fan_out(parent, fence, "someone-else", kids.clone()).await,
+        Err(StoreError::NotHolder { .. })
+    ));
+    let children = s.fan_out(parent, fence, "w", kids).await.unwrap();
+    assert_eq!(children.len(), 3);
+    assert_eq!(s.get(parent).await.unwrap().unwrap().state, TaskState::Pending);
+    // The parent's old attempt can no longer report.
+    let late =
+        Completion { task_id: parent, fence, outcome: Outcome::Succeeded { result: json!(1) } };
+    assert!(matches!(
+        s.complete("w", vec![late]).await.unwrap()[0],
+        Err(StoreError::StaleLease { .. })
+    ));
+    let claimed = s.claim(worker(10)).await.unwrap();
+    assert_eq!(claimed.len(), 3, "the children run; the parent waits");
+    for (n, t) in claimed.iter().rev().enumerate() {
+        assert_eq!(s.get(parent).await.unwrap().unwrap().state, TaskState::Pending, "after {n}");
+        let done = Completion {
+            task_id: t.id,
+            fence: t.lease.as_ref().unwrap().fence,
+            outcome: Outcome::Succeeded {
+                result: json!({ "part": t.payload["part"], "ok": true }),
+            },
+        };
+        s.complete("w", vec![done]).await.unwrap()[0].as_ref().unwrap();
+    }
+    let p = s.get(parent).await.unwrap().unwrap();
+    assert_eq!(p.state, TaskState::Succeeded);
+    let gathered: Vec<i64> = p.result.unwrap()["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["result"]["part"].as_i64().unwrap())
+        .collect();
+    assert_eq!(gathered, vec![0, 1, 2], "results in the children's order");
+    let kinds: Vec<_> = s.events(parent).await.unwrap().into_iter().map(|e| e.kind).collect();
+    use dreamos_core::EventKind::*;
+    assert_eq!(kinds, vec![Submitted, Claimed, FannedOut, Succeeded]);
+
+    // A failing child fails its parent.
+    let parent =
+        s.submit(vec![NewTask::new("split", json!({ "second": true }))]).await.unwrap()[0].id;
+    let task = s.claim(worker(1)).await.unwrap().remove(0);
+    let mut kid = NewTask::new("noop", json!({}));
+    kid.retry.max_attempts = 1;
+    s.fan_out(parent, task.lease.unwrap().fence, "w", vec![kid]).await.unwrap();
+    let child = s.claim(worker(1)).await.unwrap().remove(0);
+    let boom = Completion {
+        task_id: child.id,
+        fence: child.lease.unwrap().fence,
+        outcome: Outcome::Failed {
+            error: dreamos_core::TaskError { class: "boom".into(), message: "no".into() },
+            retryable: false,
+        },
+    };
+    s.complete("w", vec![boom]).await.unwrap();
+    let p = s.get(parent).await.unwrap().unwrap();
+    assert_eq!(p.state, TaskState::Failed);
+}
+
 both_backends!(
+    fan_out_then_fan_in_gathers_the_children_s_results,
     a_busy_submitter_does_not_starve_another,
     an_agent_reports_only_on_its_own_leases,
     lifecycle_is_tracked_with_history,
