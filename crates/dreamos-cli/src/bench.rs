@@ -24,6 +24,9 @@ pub enum BenchCommand {
     Search(crate::bench_scan::SearchBench),
     /// Time from saving an edit to finding it by search, in watch mode.
     Watch(crate::bench_scan::WatchBench),
+    /// Remote agents over HTTP: noop throughput with claim latency, and heartbeats of many
+    /// agents with the node's CPU use.
+    Agents(crate::bench_agents::AgentsBench),
 }
 
 #[derive(Args, Clone)]
@@ -57,6 +60,7 @@ pub async fn run(command: &BenchCommand) -> Result<()> {
         BenchCommand::Index(args) => crate::bench_scan::index(args),
         BenchCommand::Search(args) => crate::bench_scan::search(args),
         BenchCommand::Watch(args) => crate::bench_scan::watch(args),
+        BenchCommand::Agents(args) => crate::bench_agents::agents(args).await,
     }
 }
 

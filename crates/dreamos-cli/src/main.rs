@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod bench_agents;
 mod bench_scan;
 mod client;
 mod output;
