@@ -220,6 +220,8 @@ pub struct TaskError {
 pub mod error_class {
     pub const LEASE_EXPIRED: &str = "lease_expired";
     pub const AGENT_LOST: &str = "agent_lost";
+    /// A local agent crashed (panicked) while running the task.
+    pub const AGENT_CRASHED: &str = "agent_crashed";
     pub const DEPENDENCY_FAILED: &str = "dependency_failed";
     pub const TIMEOUT: &str = "timeout";
     pub const CANCELLED: &str = "cancelled";

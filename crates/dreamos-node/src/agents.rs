@@ -57,10 +57,71 @@ pub fn spawn_local_agents(ctx: AgentContext, node_id: &str, count: usize) -> Vec
     (0..count)
         .map(|i| {
             let ctx = ctx.clone();
-            let holder = format!("{}{i}", local_prefix(node_id));
-            tokio::spawn(async move { agent_loop(ctx, holder).await })
+            // The trailing `/` keeps one agent's name from prefixing another's (1 and 10).
+            let holder = format!("{}{i}/", local_prefix(node_id));
+            tokio::spawn(async move { supervise(ctx, holder).await })
         })
         .collect()
+}
+
+/// Crashes within this window count towards a crash loop.
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// This many crashes within the window is a crash loop.
+const CRASH_LOOP: usize = 5;
+
+/// Runs a local agent and restarts it when it crashes (panics): the task it held goes back
+/// through the retry policy (`agent_crashed`), and the restart waits 100 ms, doubling with each
+/// crash in the last minute up to 30 s. Five crashes within a minute is a crash loop: logged as
+/// an error and shown by the `local_agents_crash_looping` metric until the agent runs a minute
+/// without crashing.
+async fn supervise(ctx: AgentContext, holder: String) {
+    let mut crashes: std::collections::VecDeque<std::time::Instant> = Default::default();
+    let mut looping = false;
+    loop {
+        let run = tokio::spawn(agent_loop(ctx.clone(), holder.clone()));
+        let error = match run.await {
+            Ok(()) => break,
+            Err(e) if e.is_panic() => e,
+            Err(_) => break,
+        };
+        let now = std::time::Instant::now();
+        crashes.push_back(now);
+        while crashes.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+            crashes.pop_front();
+        }
+        ctx.metrics.agent_restarts.inc();
+        match ctx
+            .queue
+            .store()
+            .fail_holders(&holder, dreamos_core::error_class::AGENT_CRASHED)
+            .await
+        {
+            Ok(tasks) => {
+                tracing::error!(agent = %holder, error = %error, tasks = tasks.len(), "local agent crashed; its task goes back through the retry policy")
+            }
+            Err(e) => {
+                tracing::error!(agent = %holder, error = %e, "local agent crashed; its lease will lapse")
+            }
+        }
+        let now_looping = crashes.len() >= CRASH_LOOP;
+        if now_looping && !looping {
+            ctx.metrics.agents_crash_looping.inc();
+            tracing::error!(agent = %holder, crashes = crashes.len(), "local agent is crash looping");
+        } else if !now_looping && looping {
+            ctx.metrics.agents_crash_looping.dec();
+        }
+        looping = now_looping;
+        let backoff =
+            Duration::from_millis(100 << (crashes.len().min(9) - 1)).min(Duration::from_secs(30));
+        let mut stop = ctx.stop_claiming.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    if looping {
+        ctx.metrics.agents_crash_looping.dec();
+    }
 }
 
 /// How long one claim waits before the agent checks whether it should stop.
@@ -200,8 +261,12 @@ async fn execute(
     progress: Arc<Mutex<Option<Progress>>>,
 ) -> Outcome {
     match task.kind.as_str() {
-        // `noop` succeeds at once, or after `sleep_ms` (to stand in for real work in tests).
+        // `noop` succeeds at once, or after `sleep_ms` (to stand in for real work in tests);
+        // `"crash": true` makes the agent running it crash (to exercise its supervision).
         "noop" => {
+            if task.payload.get("crash").and_then(|v| v.as_bool()) == Some(true) {
+                panic!("noop task {} asked its agent to crash", task.id);
+            }
             let sleep_ms = task.payload.get("sleep_ms").and_then(|v| v.as_u64()).unwrap_or(0);
             if sleep_ms > 0 {
                 tokio::select! {

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub dispatch_latency: Histogram,
     /// From claim to report.
     pub run_latency: Histogram,
+    /// Local agents restarted after a crash.
+    pub agent_restarts: Counter,
+    /// Local agents currently in a crash loop (five crashes within a minute).
+    pub agents_crash_looping: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -57,7 +61,28 @@ impl Default for Metrics {
             dispatch_latency.clone(),
         );
         registry.register("run_latency_seconds", "Time from claim to report", run_latency.clone());
-        Self { registry, tasks, submitted, finished, dispatch_latency, run_latency }
+        let agent_restarts = Counter::default();
+        let agents_crash_looping = Gauge::default();
+        registry.register(
+            "local_agent_restarts",
+            "Local agents restarted after a crash",
+            agent_restarts.clone(),
+        );
+        registry.register(
+            "local_agents_crash_looping",
+            "Local agents that crashed five times within a minute",
+            agents_crash_looping.clone(),
+        );
+        Self {
+            registry,
+            tasks,
+            submitted,
+            finished,
+            dispatch_latency,
+            run_latency,
+            agent_restarts,
+            agents_crash_looping,
+        }
     }
 }
 

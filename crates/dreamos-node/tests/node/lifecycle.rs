@@ -113,6 +113,53 @@ async fn exec_runs_programs_within_their_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_local_agent_is_restarted_and_a_crash_loop_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path(), 1)).await.unwrap();
+    let store = node.store.clone();
+    let crash = || once(NewTask::new("noop", json!({ "crash": true })));
+    let first = store.submit(vec![crash()]).await.unwrap()[0].id;
+    let after = store.submit(vec![NewTask::new("noop", json!({}))]).await.unwrap()[0].id;
+    // The only agent crashed on the first task and was restarted to run the second.
+    assert!(
+        eventually(Duration::from_secs(20), || state_is(&store, after, TaskState::Succeeded)).await
+    );
+    let t = store.get(first).await.unwrap().unwrap();
+    assert_eq!((t.state, t.error.unwrap().class.as_str()), (TaskState::Failed, "agent_crashed"));
+
+    let token = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    let metrics = || {
+        let (url, token) = (format!("http://{}/metrics", node.addr), token.clone());
+        async move {
+            let r = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    assert!(metrics().await.contains("dreamos_local_agents_crash_looping 0"));
+    let ids: Vec<TaskId> = store
+        .submit((0..4).map(|_| crash()).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            metrics().await.contains("dreamos_local_agents_crash_looping 1")
+        })
+        .await,
+        "five crashes within a minute are reported as a crash loop"
+    );
+    assert!(metrics().await.contains("dreamos_local_agent_restarts_total 5"));
+    for id in ids {
+        assert!(
+            eventually(Duration::from_secs(30), || state_is(&store, id, TaskState::Failed)).await
+        );
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_programs_are_killed_at_their_cpu_and_memory_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 2);
