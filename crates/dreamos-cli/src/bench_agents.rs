@@ -295,6 +295,26 @@ async fn heartbeats(args: &AgentsBench) -> Result<()> {
         tokens.push(create_agent(&http, &node, &format!("hb-{i}"), 1).await?);
     }
     let run = Duration::from_secs(args.seconds);
+    // Every agent also waits for work all along (a long-poll claim, renewed every 20 s), as
+    // idle agents do: the node holds 1,000 waiters in its dispatcher meanwhile.
+    let stop_polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for token in &tokens {
+        let (http, url, token, stop) = (
+            http.clone(),
+            format!("{}/agent/v1/claim", node.url),
+            token.clone(),
+            stop_polling.clone(),
+        );
+        pollers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let claim = json!({ "max": 1, "wait_ms": 20_000 });
+                if post(&http, &url, &token, &claim).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
     let mut rows = Vec::new();
     for (label, path) in
         [("reference: GET /healthz", "/healthz"), ("heartbeat", "/agent/v1/heartbeat")]
@@ -348,8 +368,15 @@ async fn heartbeats(args: &AgentsBench) -> Result<()> {
             cpu / seconds * 100.0,
         ));
     }
+    stop_polling.store(true, Ordering::Relaxed);
+    for p in pollers {
+        p.abort();
+    }
     println!();
-    println!("{n} agents, one request a second each, {} s:", args.seconds);
+    println!(
+        "{n} agents, each long-polling for work and sending one request a second, {} s:",
+        args.seconds
+    );
     println!(
         "{:<26} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "", "requests", "per s", "p50 ms", "p99 ms", "node CPU"

@@ -239,7 +239,7 @@ async fn heartbeat(
     let body: HeartbeatBody = checked(&SCHEMAS.heartbeat, "heartbeat", body)?;
     let running = body.running.len() as u32;
     let agent = match agent_op(&state, AgentOp::Beat { id: id.clone(), running }).await? {
-        AgentAnswer::Agent(a) => a,
+        AgentAnswer::Beat(a) => a,
         other => return Err(unexpected(other)),
     };
     let holder = holder_of(&id);

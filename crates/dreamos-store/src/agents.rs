@@ -258,13 +258,19 @@ pub enum AgentOp {
 #[derive(Debug)]
 pub enum AgentAnswer {
     Agent(AgentRecord),
+    /// The answer to a heartbeat (it never makes work claimable, so it wakes nobody).
+    Beat(AgentRecord),
     Agents(Vec<AgentRecord>),
     Events(Vec<AgentEvent>),
     Ids(Vec<String>),
     Sent(Vec<i64>),
     Messages(Vec<Message>),
     Count(u64),
-    Lease { held: bool, holder: String, epoch: i64 },
+    Lease {
+        held: bool,
+        holder: String,
+        epoch: i64,
+    },
     Dispatched(Vec<Vec<Task>>),
 }
 
@@ -436,7 +442,7 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, op: &AgentOp) -> Result
             };
             let reason = if agent.state == AgentState::Lost { "heartbeat resumed" } else { "load" };
             set_state(c, ctx, &agent, to, reason).await?;
-            AgentAnswer::Agent(AgentRecord { state: to, last_seen_at_ms: Some(ctx.now), ..agent })
+            AgentAnswer::Beat(AgentRecord { state: to, last_seen_at_ms: Some(ctx.now), ..agent })
         }
         AgentOp::Control { id, control, actor } => {
             let agent = get(c, id).await?.ok_or_else(|| no_agent(id))?;
@@ -758,6 +764,9 @@ async fn dispatch<C: Conn>(
         (running * 1_000_000) / w.slots.max(1)
     };
     order.sort_by_key(load);
+    // Requirement sets already found to have no claimable work in this transaction: other
+    // waiters with the same set are skipped (with many idle agents, most share one).
+    let mut exhausted: std::collections::HashSet<(Vec<String>, Vec<String>)> = Default::default();
     for i in order {
         let w = &waiters[i];
         if let Some(id) = &w.agent_id
@@ -790,9 +799,18 @@ async fn dispatch<C: Conn>(
             if free == 0 {
                 break;
             }
-            let request =
-                ClaimRequest { kinds: Some(kinds), max: free.min(cap), ..w.claim.clone() };
+            let mut caps = w.claim.capabilities.clone();
+            caps.sort();
+            let set = (caps, kinds.clone());
+            if exhausted.contains(&set) {
+                continue;
+            }
+            let want = free.min(cap);
+            let request = ClaimRequest { kinds: Some(kinds), max: want, ..w.claim.clone() };
             let got = crate::batch::claim_many(c, ctx, &[&request]).await?.remove(0);
+            if got.len() < want {
+                exhausted.insert(set);
+            }
             free -= got.len();
             *by_holder.entry(w.claim.holder.clone()).or_default() += got.len();
             for t in &got {

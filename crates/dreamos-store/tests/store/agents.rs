@@ -36,7 +36,7 @@ fn record(id: &str, caps: &[&str]) -> AgentRecord {
 
 async fn agent(s: &Arc<dyn Store>, op: AgentOp) -> AgentRecord {
     match s.agent(op).await.unwrap() {
-        AgentAnswer::Agent(a) => a,
+        AgentAnswer::Agent(a) | AgentAnswer::Beat(a) => a,
         other => panic!("expected an agent, got {other:?}"),
     }
 }
