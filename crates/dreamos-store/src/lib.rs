@@ -20,6 +20,7 @@
 //! ```
 
 mod agents;
+mod audit;
 mod batch;
 mod conn;
 mod error;
@@ -40,6 +41,9 @@ use dreamos_core::{Clock, Completion, NewTask, Task, TaskEvent, TaskId, TaskStat
 pub use agents::{
     AgentAnswer, AgentEvent, AgentOp, AgentRecord, AgentState, Audience, Capability, Control,
     Message, NewMessage, Waiter, claim_capabilities, label_requirement,
+};
+pub use audit::{
+    AuditEntry, AuditFilter, AuditRecord, ChainBreak, GENESIS, entry_hash, verify_chain,
 };
 pub use error::StoreError;
 pub use ops::{Request, Response};
@@ -192,6 +196,42 @@ impl dyn Store {
         match self.write(request).await? {
             Response::Tasks(t) => Ok(t),
             other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    /// Appends entries to the audit log; answers their ids.
+    pub async fn audit(&self, entries: Vec<AuditEntry>) -> Result<Vec<i64>> {
+        match self.write(Request::Audit(entries)).await? {
+            Response::Ids(ids) => Ok(ids),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    pub async fn read_audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>> {
+        match self.write(Request::AuditRead(filter)).await? {
+            Response::Audit(r) => Ok(r),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    /// Follows the whole audit chain: its length and head hash, or where it is broken.
+    pub async fn verify_audit(&self) -> Result<std::result::Result<(i64, String), ChainBreak>> {
+        let mut head = (0_i64, GENESIS.to_string());
+        loop {
+            let page = self
+                .read_audit(AuditFilter {
+                    after: Some(head.0),
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await?;
+            if page.is_empty() {
+                return Ok(Ok(head));
+            }
+            match verify_chain(&page, head) {
+                Ok(h) => head = h,
+                Err(b) => return Ok(Err(b)),
+            }
         }
     }
 

@@ -54,6 +54,10 @@ pub enum Request {
         holder: String,
         children: Vec<NewTask>,
     },
+    /// Appends to the hash-chained audit log ([`crate::audit`]).
+    Audit(Vec<crate::audit::AuditEntry>),
+    /// Reads the audit log (through the writer, so it sees every append before it).
+    AuditRead(crate::audit::AuditFilter),
     /// Agents, messages, leases and dispatch ([`crate::agents`]).
     Agent(Box<crate::agents::AgentOp>),
 }
@@ -69,6 +73,8 @@ pub enum Response {
     Count(u64),
     Done,
     Agent(crate::agents::AgentAnswer),
+    Audit(Vec<crate::audit::AuditRecord>),
+    Ids(Vec<i64>),
 }
 
 impl Response {
@@ -79,7 +85,7 @@ impl Response {
             Response::Claimed(_) | Response::Heartbeats(_) | Response::Done => None,
             // A resumed, restarted or newly registered agent may take work that waits.
             Response::Agent(crate::agents::AgentAnswer::Agent(_)) => Some(None),
-            Response::Agent(_) => None,
+            Response::Agent(_) | Response::Audit(_) | Response::Ids(_) => None,
             Response::Submitted(s) => {
                 Some(Some(s.iter().filter(|t| t.created && t.state == TaskState::Queued).count()))
             }
@@ -147,6 +153,8 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
         Request::FanOut { parent, fence, holder, children } => {
             Response::Tasks(fan_out(c, ctx, *parent, *fence, holder, children).await?)
         }
+        Request::Audit(entries) => Response::Ids(crate::audit::append(c, ctx, entries).await?),
+        Request::AuditRead(filter) => Response::Audit(crate::audit::read(c, filter).await?),
         Request::Agent(op) => Response::Agent(crate::agents::apply(c, ctx, op).await?),
         Request::CreateToken(token) => {
             c.execute(

@@ -18,9 +18,38 @@ pub struct Harness {
     pub clock: ManualClock,
     _dir: Option<tempfile::TempDir>,
     pg_schema: Option<String>,
+    sqlite_url: Option<String>,
 }
 
 impl Harness {
+    /// Runs SQL on the store's database behind its back (to play an attacker with database
+    /// access). `TABLE` in `sql` is replaced by the schema-qualified `table`.
+    pub async fn tamper(&self, table: &str, sql: &str) {
+        use sqlx::Executor;
+        match (&self.sqlite_url, &self.pg_schema) {
+            (Some(url), _) => {
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .unwrap();
+                pool.execute(sqlx::AssertSqlSafe(sql.replace("TABLE", table))).await.unwrap();
+                pool.close().await;
+            }
+            (None, Some(schema)) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&pg_url())
+                    .await
+                    .unwrap();
+                let qualified = format!("{schema}.{table}");
+                pool.execute(sqlx::AssertSqlSafe(sql.replace("TABLE", &qualified))).await.unwrap();
+                pool.close().await;
+            }
+            _ => unreachable!(),
+        }
+    }
+
     /// Closes the store and drops a PostgreSQL test schema, so runs leave nothing behind.
     pub async fn finish(self) {
         self.store.close().await;
@@ -47,7 +76,7 @@ pub async fn sqlite() -> Harness {
     let clock = ManualClock::new(START_MS);
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     let store = open(&url, config(), Arc::new(clock.clone())).await.unwrap();
-    Harness { store, clock, _dir: Some(dir), pg_schema: None }
+    Harness { store, clock, _dir: Some(dir), pg_schema: None, sqlite_url: Some(url) }
 }
 
 pub fn pg_url() -> String {
@@ -67,7 +96,9 @@ pub async fn postgres() -> Option<Harness> {
     );
     let config = StoreConfig { pg_schema: Some(schema.clone()), max_connections: 8, ..config() };
     match open(&pg_url(), config, Arc::new(clock.clone())).await {
-        Ok(store) => Some(Harness { store, clock, _dir: None, pg_schema: Some(schema) }),
+        Ok(store) => {
+            Some(Harness { store, clock, _dir: None, pg_schema: Some(schema), sqlite_url: None })
+        }
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL is required in CI but unreachable at {}: {e}", pg_url());

@@ -1,0 +1,220 @@
+//! The audit log: an append-only, hash-chained record of mutating actions and security events.
+//!
+//! Each entry's `hash` is SHA-256 over its predecessor's hash and its own fields (id
+//! included), so editing an entry breaks its hash, and deleting one breaks the next entry's
+//! link (and leaves a gap in the ids). Appends take the chain's head inside their transaction
+//! (on PostgreSQL under an advisory lock, so concurrent nodes extend one chain).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::conn::{Conn, Dialect, RowLike, args, dynamic, fixed};
+use crate::ops::Ctx;
+use crate::{Result, StoreError};
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened, as the node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub request_id: String,
+    /// Who: a principal (`role:label`), an agent, or `anonymous@ADDRESS`.
+    pub actor: String,
+    /// What: e.g. `POST /api/v1/tasks`, `auth.failed`, `token.create`.
+    pub action: String,
+    /// On what: a path, a task or token id.
+    pub target: String,
+    /// `ok`, `denied`, `failed`, or an HTTP status.
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// An entry as stored, with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Which entries to read, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Only entries with an id above this one.
+    pub after: Option<i64>,
+    pub actor: Option<String>,
+    /// Entries whose action contains this text.
+    pub action: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+    /// The newest `limit` entries (still answered oldest first) instead of the oldest.
+    pub newest: bool,
+}
+
+/// The hash of an entry: over the previous hash and every field, length-prefixed so no two
+/// different entries hash alike.
+pub fn entry_hash(prev_hash: &str, id: i64, at_ms: i64, e: &AuditEntry) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev_hash,
+        &id.to_string(),
+        &at_ms.to_string(),
+        &e.request_id,
+        &e.actor,
+        &e.action,
+        &e.target,
+        &e.outcome,
+        e.detail.as_deref().unwrap_or("\u{0}"),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Where a chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainBreak {
+    pub id: i64,
+    pub reason: String,
+}
+
+/// Follows a chain (records in id order, starting after `prev` with the hash `prev_hash`)
+/// and answers the new head or the first break.
+pub fn verify_chain(
+    records: &[AuditRecord],
+    mut prev: (i64, String),
+) -> std::result::Result<(i64, String), ChainBreak> {
+    for r in records {
+        if r.id != prev.0 + 1 {
+            return Err(ChainBreak {
+                id: r.id,
+                reason: format!("entries {} to {} are missing (deleted)", prev.0 + 1, r.id - 1),
+            });
+        }
+        if r.prev_hash != prev.1 {
+            return Err(ChainBreak {
+                id: r.id,
+                reason:
+                    "its link to the previous entry does not match (an entry was deleted or edited)"
+                        .into(),
+            });
+        }
+        if entry_hash(&r.prev_hash, r.id, r.at_ms, &r.entry) != r.hash {
+            return Err(ChainBreak {
+                id: r.id,
+                reason: "its content does not match its hash (edited)".into(),
+            });
+        }
+        prev = (r.id, r.hash.clone());
+    }
+    Ok(prev)
+}
+
+pub(crate) async fn append<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    entries: &[AuditEntry],
+) -> Result<Vec<i64>> {
+    if C::DIALECT == Dialect::Postgres {
+        c.fetch_optional(fixed("SELECT pg_advisory_xact_lock(7242002)"), args![]).await?;
+    }
+    let head = c
+        .fetch_optional(fixed("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"), args![])
+        .await?;
+    let (mut last_id, mut prev) = match head {
+        Some(r) => (r.int("id")?, r.text("hash")?),
+        None => (0, GENESIS.to_string()),
+    };
+    let mut ids = Vec::with_capacity(entries.len());
+    for e in entries {
+        // Ids are assigned here, not by the database, so that the hash can cover them and
+        // a gap always means a deletion.
+        let id = last_id + 1;
+        let hash = entry_hash(&prev, id, ctx.now, e);
+        c.execute(
+            fixed(
+                "INSERT INTO audit_log (id, at, request_id, actor, action, target, outcome, detail, \
+                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            ),
+            args![
+                id,
+                ctx.now,
+                e.request_id.clone(),
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                e.outcome.clone(),
+                e.detail.clone(),
+                prev.clone(),
+                hash.clone()
+            ],
+        )
+        .await?;
+        ids.push(id);
+        last_id = id;
+        prev = hash;
+    }
+    Ok(ids)
+}
+
+fn record_from_row<R: RowLike>(r: &R) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.int("id")?,
+        at_ms: r.int("at")?,
+        entry: AuditEntry {
+            request_id: r.text("request_id")?,
+            actor: r.text("actor")?,
+            action: r.text("action")?,
+            target: r.text("target")?,
+            outcome: r.text("outcome")?,
+            detail: r.opt_text("detail")?,
+        },
+        prev_hash: r.text("prev_hash")?,
+        hash: r.text("hash")?,
+    })
+}
+
+pub(crate) async fn read<C: Conn>(c: &mut C, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+    let mut clauses = vec!["1 = 1".to_string()];
+    let mut values: Vec<crate::conn::Arg> = Vec::new();
+    if let Some(after) = f.after {
+        values.push(after.into());
+        clauses.push(format!("id > ${}", values.len()));
+    }
+    if let Some(actor) = &f.actor {
+        values.push(actor.as_str().into());
+        clauses.push(format!("actor = ${}", values.len()));
+    }
+    if let Some(action) = &f.action {
+        values.push(format!("%{}%", action.replace(['%', '_'], "")).into());
+        clauses.push(format!("action LIKE ${}", values.len()));
+    }
+    if let Some(since) = f.since_ms {
+        values.push(since.into());
+        clauses.push(format!("at >= ${}", values.len()));
+    }
+    if f.limit == 0 || f.limit > 100_000 {
+        return Err(StoreError::Conflict("limit must be between 1 and 100000".into()));
+    }
+    values.push((f.limit as i64).into());
+    let order = if f.newest { "DESC" } else { "ASC" };
+    let rows = c
+        .fetch_all(
+            dynamic(format!(
+                "SELECT id, at, request_id, actor, action, target, outcome, detail, prev_hash, hash \
+                 FROM audit_log WHERE {} ORDER BY id {order} LIMIT ${}",
+                clauses.join(" AND "),
+                values.len()
+            )),
+            values,
+        )
+        .await?;
+    let mut out: Vec<AuditRecord> = rows.iter().map(record_from_row).collect::<Result<_>>()?;
+    out.sort_by_key(|r| r.id);
+    Ok(out)
+}
