@@ -1,6 +1,7 @@
 //! `dreamos`: runs a node (`up`), talks to one (`task`, `status`), and measures the queue
 //! (`bench`). The binary is glue: the work lives in the library crates.
 
+mod admin;
 mod agent;
 mod bench;
 mod bench_agents;
@@ -77,6 +78,12 @@ enum Command {
     /// `agent run` to run a remote agent against a node.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// API tokens: create (with a role, an expiry, workspace scopes), list, revoke (admin).
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// The hash-chained audit log: tail, search, verify (admin).
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -219,6 +226,8 @@ async fn run(cli: Cli) -> Result<i32> {
             agent::run_remote(client(&cli)?, args, config).await
         }
         Command::Agent(ref command) => agent::command(client(&cli)?, command, cli.json).await,
+        Command::Token(ref command) => admin::token(client(&cli)?, command, cli.json).await,
+        Command::Audit(ref command) => admin::audit(client(&cli)?, command, cli.json).await,
         Command::Workspace(ref command) => workspace(&cli, command).await,
         Command::Index(ref args) => scan::index(&cli.data_dir, args, cli.json),
         Command::Search(ref args) => scan::search(&cli.data_dir, args, cli.json),

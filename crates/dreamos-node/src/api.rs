@@ -57,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workspaces/{name}/index", post(index_workspace))
         .route("/api/v1/search", get(search))
         .merge(crate::protocol::routes())
+        .merge(crate::admin::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::middleware))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -69,20 +71,50 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
+        let slot = parts.extensions.get::<crate::audit::AuditSlot>().cloned().unwrap_or_default();
+        let Some(token) = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(ApiError::unauthorized)?;
+        else {
+            slot.set_refusal("no bearer token".into());
+            return Err(ApiError::unauthorized());
+        };
         let store = state.queue.store();
         match auth::authenticate(store.as_ref(), token.trim(), store.clock().now_ms()).await? {
-            Ok(principal) => Ok(Caller(principal)),
+            Ok(principal) => {
+                slot.set_actor(principal.name());
+                Ok(Caller(principal))
+            }
             Err(reason) => {
                 tracing::info!(?reason, "authentication failed");
+                slot.set_refusal(format!("{reason:?}").to_lowercase());
                 Err(ApiError::unauthorized())
             }
         }
+    }
+}
+
+/// A workspace a scoped caller may not see is answered as if it did not exist.
+fn unseen(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no workspace named `{name}`"))
+}
+
+/// The workspace a task concerns, if any (the code kinds name one in their payload).
+fn task_workspace(payload: &serde_json::Value) -> Option<&str> {
+    payload.get("workspace").and_then(|w| w.as_str())
+}
+
+/// Whether `who` may see a task: scoped callers see only tasks of their workspaces, and
+/// tasks that concern no workspace but the code kinds.
+fn sees_task(who: &Principal, kind: &str, payload: &serde_json::Value) -> bool {
+    if who.workspaces.is_none() {
+        return true;
+    }
+    match task_workspace(payload) {
+        Some(w) => who.sees(w),
+        None => !crate::code::CAPABILITIES.contains(&kind),
     }
 }
 
@@ -173,6 +205,18 @@ fn check_kinds_allowed(
     requests: &[SubmitRequest],
 ) -> Result<(), ApiError> {
     for r in requests {
+        if !sees_task(who, &r.kind, &r.payload) {
+            return Err(match task_workspace(&r.payload) {
+                Some(w) => unseen(w),
+                None => ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "this token is limited to some workspaces: name one in the `{}` task",
+                        r.kind
+                    ),
+                ),
+            });
+        }
         if state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only)
             && !who.role.allows(Role::Admin)
         {
@@ -241,7 +285,7 @@ async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer, "list tasks")?;
+    let who = caller.require(Role::Viewer, "list tasks")?.clone();
     let Query(q) = query?;
     let task_state = q
         .state
@@ -261,7 +305,11 @@ async fn list(
     };
     let tasks = state.queue.store().list(&filter).await?;
     let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id)).flatten();
-    let views: Vec<TaskView> = tasks.into_iter().map(TaskView::from).collect();
+    let views: Vec<TaskView> = tasks
+        .into_iter()
+        .filter(|t| sees_task(&who, &t.kind, &t.payload))
+        .map(TaskView::from)
+        .collect();
     Ok(Json(json!({ "tasks": views, "next_before": next })).into_response())
 }
 
@@ -283,11 +331,14 @@ async fn show(
     Path(raw): Path<String>,
     query: Result<Query<ShowQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer, "read tasks")?;
+    let who = caller.require(Role::Viewer, "read tasks")?.clone();
     let id = parse_id(&raw)?;
     let Query(q) = query?;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     let task = state.queue.wait_finished(id, wait).await?;
+    if !sees_task(&who, &task.kind, &task.payload) {
+        return Err(dreamos_store::StoreError::NotFound(id).into());
+    }
     let history = state.queue.store().events(id).await?.into_iter().map(EventView::from).collect();
     Ok(Json(TaskDetail { task: TaskView::from(task), history }).into_response())
 }
@@ -299,6 +350,7 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     let who = caller.require(Role::Operator, "cancel tasks")?;
     let id = parse_id(&raw)?;
+    visible(&state, who, id).await?;
     state.queue.store().cancel(id, &who.name()).await?;
     task_response(&state, id).await
 }
@@ -310,8 +362,19 @@ async fn retry(
 ) -> Result<Response, ApiError> {
     let who = caller.require(Role::Operator, "retry tasks")?;
     let id = parse_id(&raw)?;
+    visible(&state, who, id).await?;
     state.queue.store().retry(id, &who.name()).await?;
     task_response(&state, id).await
+}
+
+/// Not found, to a caller who may not see the task.
+async fn visible(state: &AppState, who: &Principal, id: TaskId) -> Result<(), ApiError> {
+    let task = state.queue.store().get(id).await?.ok_or(dreamos_store::StoreError::NotFound(id))?;
+    if sees_task(who, &task.kind, &task.payload) {
+        Ok(())
+    } else {
+        Err(dreamos_store::StoreError::NotFound(id).into())
+    }
 }
 
 async fn task_response(state: &AppState, id: TaskId) -> Result<Response, ApiError> {
@@ -343,9 +406,10 @@ async fn list_workspaces(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer, "list workspaces")?;
+    let who = caller.require(Role::Viewer, "list workspaces")?.clone();
     let workspaces = state.workspaces.clone();
-    let list = blocking(move || workspaces.list()).await?;
+    let mut list = blocking(move || workspaces.list()).await?;
+    list.retain(|w| who.sees(&w.name));
     Ok(Json(json!({ "workspaces": list })).into_response())
 }
 
@@ -379,6 +443,12 @@ async fn add_workspace(
 ) -> Result<Response, ApiError> {
     let who = caller.require(Role::Admin, "add workspaces")?.clone();
     let Json(body) = body?;
+    if who.workspaces.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a token limited to some workspaces cannot add workspaces",
+        ));
+    }
     let workspaces = state.workspaces.clone();
     let ws =
         blocking(move || workspaces.add(body.name.as_deref(), std::path::Path::new(&body.path)))
@@ -396,7 +466,10 @@ async fn remove_workspace(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin, "remove workspaces")?;
+    let who = caller.require(Role::Admin, "remove workspaces")?;
+    if !who.sees(&name) {
+        return Err(unseen(&name));
+    }
     let workspaces = state.workspaces.clone();
     let ws = blocking(move || workspaces.remove(&name)).await?;
     Ok(Json(json!({ "removed": { "name": ws.name, "root": ws.root } })).into_response())
@@ -408,6 +481,9 @@ async fn index_workspace(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let who = caller.require(Role::Operator, "index workspaces")?.clone();
+    if !who.sees(&name) {
+        return Err(unseen(&name));
+    }
     let workspaces = state.workspaces.clone();
     let lookup = name.clone();
     blocking(move || workspaces.get(&lookup)).await?;
@@ -429,8 +505,21 @@ async fn search(
     caller: Caller,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer, "search code")?;
-    let Query(q) = query?;
+    let who = caller.require(Role::Viewer, "search code")?.clone();
+    let Query(mut q) = query?;
+    if let Some(scope) = &who.workspaces {
+        match &q.workspace {
+            Some(w) if !who.sees(w) => return Err(unseen(w)),
+            Some(_) => {}
+            None if scope.len() == 1 => q.workspace = Some(scope[0].clone()),
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("name a workspace: this token sees {}", scope.join(", ")),
+                ));
+            }
+        }
+    }
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 1_000 {
         return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 1000"));

@@ -69,9 +69,16 @@ pub struct Principal {
     pub token_id: String,
     pub role: Role,
     pub label: String,
+    /// The workspaces this caller may see; `None`: all of them.
+    pub workspaces: Option<Vec<String>>,
 }
 
 impl Principal {
+    /// Whether this caller may see workspace `name`.
+    pub fn sees(&self, name: &str) -> bool {
+        self.workspaces.as_ref().is_none_or(|w| w.iter().any(|x| x == name))
+    }
+
     /// The name recorded as a task's submitter or an event's actor.
     pub fn name(&self) -> String {
         format!("{}:{}", self.role, self.label)
@@ -106,6 +113,7 @@ pub fn issue(role: Role, label: &str, now_ms: i64, expires_at_ms: Option<i64>) -
             created_at_ms: now_ms,
             expires_at_ms,
             revoked_at_ms: None,
+            workspaces: None,
         },
         token: format!("dros_{id}_{secret}"),
     }
@@ -148,7 +156,12 @@ pub async fn authenticate(
     let Ok(role) = record.role.parse() else {
         return Ok(Err(Refusal::Unknown));
     };
-    Ok(Ok(Principal { token_id: record.id, role, label: record.label }))
+    Ok(Ok(Principal {
+        token_id: record.id,
+        role,
+        label: record.label,
+        workspaces: record.workspaces,
+    }))
 }
 
 #[cfg(test)]

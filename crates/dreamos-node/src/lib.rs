@@ -14,8 +14,10 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod auth;
 mod code;
 pub mod config;

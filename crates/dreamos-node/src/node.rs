@@ -127,7 +127,7 @@ impl Node {
         let (http_stop, http_stop_rx) = watch::channel(false);
         let http = tokio::spawn(async move {
             let mut rx = http_stop_rx;
-            axum::serve(listener, router(state))
+            axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })

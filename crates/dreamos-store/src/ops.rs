@@ -158,8 +158,8 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
         Request::Agent(op) => Response::Agent(crate::agents::apply(c, ctx, op).await?),
         Request::CreateToken(token) => {
             c.execute(
-                fixed("INSERT INTO api_tokens (id, hash, role, label, created_at, expires_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+                fixed("INSERT INTO api_tokens (id, hash, role, label, created_at, expires_at, revoked_at, workspaces) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
                 args![
                     token.id.clone(),
                     token.hash.clone(),
@@ -167,7 +167,8 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
                     token.label.clone(),
                     token.created_at_ms,
                     token.expires_at_ms,
-                    token.revoked_at_ms
+                    token.revoked_at_ms,
+                    token.workspaces.as_ref().map(to_json)
                 ],
             )
             .await?;

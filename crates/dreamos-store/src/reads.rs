@@ -113,7 +113,7 @@ pub(crate) async fn next_deadline<C: Conn>(c: &mut C, now: i64) -> Result<Option
     })
 }
 
-const TOKEN_COLS: &str = "id, hash, role, label, created_at, expires_at, revoked_at";
+const TOKEN_COLS: &str = "id, hash, role, label, created_at, expires_at, revoked_at, workspaces";
 
 fn token_from_row<R: RowLike>(r: &R) -> Result<ApiToken> {
     Ok(ApiToken {
@@ -124,6 +124,7 @@ fn token_from_row<R: RowLike>(r: &R) -> Result<ApiToken> {
         created_at_ms: r.int("created_at")?,
         expires_at_ms: r.opt_int("expires_at")?,
         revoked_at_ms: r.opt_int("revoked_at")?,
+        workspaces: r.opt_text("workspaces")?.map(|t| crate::ops::decode(&t)).transpose()?,
     })
 }
 

@@ -101,4 +101,7 @@ pub struct ApiToken {
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// The workspaces this token may see; `None`: all of them.
+    #[serde(default)]
+    pub workspaces: Option<Vec<String>>,
 }

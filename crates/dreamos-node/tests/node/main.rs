@@ -4,6 +4,7 @@ mod agents;
 mod api;
 mod code;
 mod lifecycle;
+mod security;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,157 @@
+//! Administration routes: API tokens (`/api/v1/tokens`) and the audit log (`/api/v1/audit`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dreamos_core::ErrorCode;
+use dreamos_store::{ApiToken, AuditFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{AppState, Caller};
+use crate::auth::{self, Role};
+use crate::error::ApiError;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
+        .route("/api/v1/audit", get(read_audit))
+        .route("/api/v1/audit/verify", get(verify_audit))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    role: String,
+    #[serde(default)]
+    label: Option<String>,
+    /// Lifetime in ms from now.
+    expires_in_ms: Option<i64>,
+    /// Workspaces the token may see (absent: all).
+    workspaces: Option<Vec<String>>,
+}
+
+fn token_view(t: &ApiToken) -> Value {
+    json!({
+        "id": t.id,
+        "role": t.role,
+        "label": t.label,
+        "created_at_ms": t.created_at_ms,
+        "expires_at_ms": t.expires_at_ms,
+        "revoked_at_ms": t.revoked_at_ms,
+        "workspaces": t.workspaces,
+    })
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateToken>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Admin, "create tokens")?.clone();
+    let Json(body) = body?;
+    let role: Role =
+        body.role.parse().map_err(|e: String| ApiError::new(ErrorCode::BadRequest, e))?;
+    if role == Role::Agent {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "agent credentials belong to agents: use `dreamos agent create`",
+        ));
+    }
+    if body.expires_in_ms.is_some_and(|ms| ms <= 0) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "expires_in_ms must be positive"));
+    }
+    if let Some(ws) = &body.workspaces
+        && (ws.is_empty() || ws.iter().any(|w| w.is_empty() || w.len() > 128))
+    {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "workspaces lists at least one workspace name (omit it for all workspaces)",
+        ));
+    }
+    let store = state.queue.store();
+    let now = store.clock().now_ms();
+    let label = body.label.unwrap_or_else(|| format!("{}-by-{}", role.as_str(), who.label));
+    let mut issued = auth::issue(role, &label, now, body.expires_in_ms.map(|ms| now + ms));
+    issued.record.workspaces = body.workspaces;
+    let view = token_view(&issued.record);
+    store.create_token(issued.record).await?;
+    let mut answer = view;
+    answer["token"] = json!(issued.token);
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Admin, "list tokens")?;
+    let tokens = state.queue.store().list_tokens().await?;
+    let views: Vec<Value> = tokens.iter().map(token_view).collect();
+    Ok(Json(json!({ "tokens": views })).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin, "revoke tokens")?;
+    let store = state.queue.store();
+    if store.find_token(&id).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no token with id `{id}`")));
+    }
+    store.revoke_token(&id).await?;
+    let token = store.find_token(&id).await?.map(|t| token_view(&t));
+    Ok(Json(json!({ "revoked": token })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    actor: Option<String>,
+    action: Option<String>,
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+    #[serde(default)]
+    newest: bool,
+}
+
+async fn read_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin, "read the audit log")?;
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 10000"));
+    }
+    let filter = AuditFilter {
+        after: q.after,
+        actor: q.actor,
+        action: q.action,
+        since_ms: q.since_ms,
+        limit,
+        newest: q.newest,
+    };
+    let entries = state.queue.store().read_audit(filter).await?;
+    Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+async fn verify_audit(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Admin, "verify the audit log")?;
+    let started = std::time::Instant::now();
+    let answer = match state.queue.store().verify_audit().await? {
+        Ok((entries, head)) => json!({ "ok": true, "entries": entries, "head": head }),
+        Err(b) => json!({ "ok": false, "broken_at": b.id, "reason": b.reason }),
+    };
+    let took: Duration = started.elapsed();
+    tracing::info!(?took, "audit chain verified");
+    Ok(Json(answer).into_response())
+}

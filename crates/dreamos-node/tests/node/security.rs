@@ -1,0 +1,193 @@
+//! Tokens (roles, expiry, revocation, workspace scopes) and the audit trail, over HTTP.
+
+use std::time::Duration;
+
+use dreamos_node::Node;
+use serde_json::{Value, json};
+
+use crate::{config, eventually};
+
+struct Api {
+    node: Node,
+    http: reqwest::Client,
+    base: String,
+    admin: String,
+}
+
+impl Api {
+    async fn start(dir: &std::path::Path) -> Self {
+        let node = Node::start(config(dir, 1)).await.unwrap();
+        let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+        let base = format!("http://{}", node.addr);
+        Self { node, http: reqwest::Client::new(), base, admin }
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.call(token, "GET", path, None).await
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(token, "POST", path, Some(body)).await
+    }
+
+    async fn token(&self, body: Value) -> (String, String) {
+        let (status, v) = self.post(&self.admin, "/api/v1/tokens", body).await;
+        assert_eq!(status, 201, "{v}");
+        (v["id"].as_str().unwrap().into(), v["token"].as_str().unwrap().into())
+    }
+
+    async fn audit(&self) -> Vec<Value> {
+        let (_, v) = self.get(&self.admin, "/api/v1/audit?limit=1000").await;
+        v["entries"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_and_are_revoked_and_every_step_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path()).await;
+    let (viewer_id, viewer) = api.token(json!({ "role": "viewer", "label": "dash" })).await;
+    assert_eq!(api.get(&viewer, "/api/v1/status").await.0, 200);
+    // A viewer may not submit: denied, and the denial is audited.
+    let (status, v) = api.post(&viewer, "/api/v1/tasks", json!({ "kind": "noop" })).await;
+    assert_eq!((status, v["code"].as_str()), (403, Some("forbidden")));
+    let (_, v) =
+        api.post(&api.admin, &format!("/api/v1/tokens/{viewer_id}/revoke"), json!({})).await;
+    assert!(v["revoked"]["revoked_at_ms"].is_i64(), "{v}");
+    let (status, v) = api.get(&viewer, "/api/v1/status").await;
+    assert_eq!((status, v["message"].as_str()), (401, Some("missing or invalid credentials")));
+    // An expired token gets the same answer, which does not say why.
+    let (_, short) = api.token(json!({ "role": "operator", "expires_in_ms": 1 })).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            api.get(&short, "/api/v1/status").await.0 == 401
+        })
+        .await
+    );
+    let (status, v) = api.get("dros_nothere_secret", "/api/v1/status").await;
+    assert_eq!((status, v["message"].as_str()), (401, Some("missing or invalid credentials")));
+    // Agents' credentials come from `agent create`, not here.
+    let (status, _) = api.post(&api.admin, "/api/v1/tokens", json!({ "role": "agent" })).await;
+    assert_eq!(status, 400);
+    let (_, list) = api.get(&api.admin, "/api/v1/tokens").await;
+    let listed = list["tokens"].as_array().unwrap();
+    assert!(listed.iter().all(|t| t.get("hash").is_none() && t.get("token").is_none()), "{list}");
+
+    let entries = api.audit().await;
+    let has = |actor: &str, action: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e["actor"].as_str().unwrap().starts_with(actor)
+                && e["action"].as_str().unwrap().contains(action)
+                && e["outcome"] == outcome
+        })
+    };
+    assert!(has("admin:", "POST /api/v1/tokens", "201"), "{entries:#?}");
+    assert!(has("viewer:dash", "denied POST /api/v1/tasks", "403"), "{entries:#?}");
+    assert!(has("admin:", "POST /api/v1/tokens/{id}/revoke", "200"), "{entries:#?}");
+    assert!(has("anonymous@127.0.0.1", "auth.failed", "401"), "{entries:#?}");
+    let revoked = entries
+        .iter()
+        .find(|e| e["detail"] == "revoked")
+        .expect("a refusal names its reason in the log");
+    assert_eq!(revoked["action"], "auth.failed");
+    assert!(entries.iter().any(|e| e["detail"] == "expired"));
+    assert!(entries.iter().all(|e| e["request_id"].as_str().is_some_and(|r| !r.is_empty())));
+    // Reads are not audited; the chain verifies.
+    assert!(!entries.iter().any(|e| e["action"].as_str().unwrap().starts_with("GET")));
+    let (_, v) = api.get(&api.admin, "/api/v1/audit/verify").await;
+    assert_eq!(
+        (v["ok"].as_bool(), v["entries"].as_u64()),
+        (Some(true), Some(entries.len() as u64)),
+        "{v}"
+    );
+    let (status, _) = api.get(&api.admin.replace("dros_", "dros_x"), "/api/v1/audit").await;
+    assert_eq!(status, 401);
+    api.node.shutdown().await.unwrap();
+}
+
+async fn wait_task(api: &Api, id: &Value) -> Value {
+    let (_, t) = api.get(&api.admin, &format!("/api/v1/tasks/{id}?wait_ms=30000")).await;
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_scoped_to_a_workspace_sees_nothing_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path()).await;
+    let trees = tempfile::tempdir().unwrap();
+    for (name, body) in [
+        ("alpha", "def shared_secret_alpha():\n    pass\n"),
+        ("beta", "def shared_secret_beta():\n    pass\n"),
+    ] {
+        let root = trees.path().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("code.py"), body).unwrap();
+        let (status, v) =
+            api.post(&api.admin, "/api/v1/workspaces", json!({ "name": name, "path": root })).await;
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(wait_task(&api, &v["task"]["id"]).await["state"], "succeeded");
+    }
+    let (_, alpha) = api.token(json!({ "role": "operator", "workspaces": ["alpha"] })).await;
+    let (_, v) = api.get(&alpha, "/api/v1/workspaces").await;
+    let names: Vec<&str> =
+        v["workspaces"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["alpha"]);
+    let (status, v) = api.get(&alpha, "/api/v1/search?q=shared_secret").await;
+    assert_eq!(status, 200, "{v}");
+    let text = v.to_string();
+    assert!(text.contains("shared_secret_alpha") && !text.contains("beta"), "{v}");
+    let (status, _) = api.get(&alpha, "/api/v1/search?q=shared_secret&workspace=beta").await;
+    assert_eq!(status, 404, "another workspace is as good as absent");
+    let (status, _) = api.post(&alpha, "/api/v1/workspaces/beta/index", json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .post(
+            &alpha,
+            "/api/v1/tasks",
+            json!({ "kind": "search", "payload": { "query": "x", "workspace": "beta" } }),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, v) = api
+        .post(&alpha, "/api/v1/tasks", json!({ "kind": "search", "payload": { "query": "x" } }))
+        .await;
+    assert_eq!(status, 403, "{v}");
+    // The other workspace's tasks are invisible.
+    let (_, v) = api.get(&alpha, "/api/v1/tasks?limit=100").await;
+    let seen: Vec<String> =
+        v["tasks"].as_array().unwrap().iter().map(|t| t["payload"].to_string()).collect();
+    assert!(
+        seen.iter().all(|p| !p.contains("beta")) && seen.iter().any(|p| p.contains("alpha")),
+        "{seen:?}"
+    );
+    let (_, all) = api.get(&api.admin, "/api/v1/tasks?limit=100&kind=index").await;
+    let beta_task = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["payload"]["workspace"] == "beta")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(api.get(&alpha, &format!("/api/v1/tasks/{beta_task}")).await.0, 404);
+    assert_eq!(
+        api.post(&alpha, &format!("/api/v1/tasks/{beta_task}/retry"), json!({})).await.0,
+        404
+    );
+    api.node.shutdown().await.unwrap();
+}
