@@ -34,6 +34,7 @@ pub struct AppState {
     pub started: Instant,
     pub workspaces: Arc<Workspaces>,
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// Largest request body: a batch of tasks.
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::admin::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::middleware))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::by_address))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -85,6 +87,12 @@ impl FromRequestParts<AppState> for Caller {
         match auth::authenticate(store.as_ref(), token.trim(), store.clock().now_ms()).await? {
             Ok(principal) => {
                 slot.set_actor(principal.name());
+                let rate = state.config.rate_limit_per_token;
+                if let Err(wait) =
+                    state.limits.by_token.take(&principal.token_id, 1.0, rate, rate * 2.0)
+                {
+                    return Err(crate::limits::too_many("too many requests with this token", wait));
+                }
                 Ok(Caller(principal))
             }
             Err(reason) => {
@@ -204,6 +212,13 @@ fn check_kinds_allowed(
     who: &Principal,
     requests: &[SubmitRequest],
 ) -> Result<(), ApiError> {
+    let quota = state.config.submit_quota_per_minute;
+    if who.role != Role::Admin && quota > 0.0 {
+        let n = requests.len() as f64;
+        state.limits.submissions.take(&who.token_id, n, quota / 60.0, quota.max(n)).map_err(
+            |wait| crate::limits::too_many("this token's submission quota is used up", wait),
+        )?;
+    }
     for r in requests {
         if !sees_task(who, &r.kind, &r.payload) {
             return Err(match task_workspace(&r.payload) {

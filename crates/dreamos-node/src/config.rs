@@ -61,6 +61,15 @@ pub struct FileConfig {
     /// The orchestrator's leader lease among nodes sharing a store, in ms; a dead leader is
     /// replaced after at most this long. Default 10000.
     pub leader_ttl_ms: Option<i64>,
+    /// Requests per second one client address may make (bursts of twice that). 0: no limit.
+    /// Default 20000.
+    pub rate_limit_per_address: Option<f64>,
+    /// Requests per second one token may make (bursts of twice that). 0: no limit.
+    /// Default 5000.
+    pub rate_limit_per_token: Option<f64>,
+    /// Tasks per minute one operator token may submit (admins are not limited). 0: no limit.
+    /// Default 600000.
+    pub submit_quota_per_minute: Option<f64>,
     /// Most tasks of a kind running at once across all agents, e.g. `{ exec = 4 }`.
     pub kind_limits: Option<std::collections::BTreeMap<String, usize>>,
 }
@@ -100,6 +109,9 @@ pub struct Config {
     pub agent_heartbeat_ms: i64,
     pub agent_missed_heartbeats: i64,
     pub leader_ttl_ms: i64,
+    pub rate_limit_per_address: f64,
+    pub rate_limit_per_token: f64,
+    pub submit_quota_per_minute: f64,
     pub kind_limits: std::collections::BTreeMap<String, usize>,
 }
 
@@ -180,6 +192,9 @@ impl Config {
             agent_heartbeat_ms: c.agent_heartbeat_ms.unwrap_or(5_000).max(10),
             agent_missed_heartbeats: c.agent_missed_heartbeats.unwrap_or(3).max(1),
             leader_ttl_ms: c.leader_ttl_ms.unwrap_or(10_000).max(30),
+            rate_limit_per_address: c.rate_limit_per_address.unwrap_or(20_000.0).max(0.0),
+            rate_limit_per_token: c.rate_limit_per_token.unwrap_or(5_000.0).max(0.0),
+            submit_quota_per_minute: c.submit_quota_per_minute.unwrap_or(600_000.0).max(0.0),
             kind_limits: c.kind_limits.unwrap_or_default(),
         })
     }
@@ -237,6 +252,9 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(agent_heartbeat_ms, "DREAMOS_AGENT_HEARTBEAT_MS", parse);
     env!(agent_missed_heartbeats, "DREAMOS_AGENT_MISSED_HEARTBEATS", parse);
     env!(leader_ttl_ms, "DREAMOS_LEADER_TTL_MS", parse);
+    env!(rate_limit_per_address, "DREAMOS_RATE_LIMIT_PER_ADDRESS", parse);
+    env!(rate_limit_per_token, "DREAMOS_RATE_LIMIT_PER_TOKEN", parse);
+    env!(submit_quota_per_minute, "DREAMOS_SUBMIT_QUOTA_PER_MINUTE", parse);
     Ok(())
 }
 

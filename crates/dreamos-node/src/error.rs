@@ -16,11 +16,13 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Value,
+    /// Seconds, for `Retry-After` (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Value::Null }
+        Self { code, message: message.into(), details: Value::Null, retry_after: None }
     }
 
     pub fn unauthorized() -> Self {
@@ -70,7 +72,11 @@ impl IntoResponse for ApiError {
         };
         let body =
             json!({ "code": self.code.as_str(), "message": message, "details": self.details });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -82,7 +88,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidTransition { id, state, .. } => json!({ "id": id, "state": state }),
             _ => Value::Null,
         };
-        Self { code: e.code(), message: e.to_string(), details }
+        Self { code: e.code(), message: e.to_string(), details, retry_after: None }
     }
 }
 
@@ -98,7 +104,7 @@ impl From<QueueError> for ApiError {
                     }
                     _ => Value::Null,
                 };
-                Self { code: other.code(), message: other.to_string(), details }
+                Self { code: other.code(), message: other.to_string(), details, retry_after: None }
             }
         }
     }

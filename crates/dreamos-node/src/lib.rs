@@ -23,6 +23,7 @@ mod code;
 pub mod config;
 mod error;
 pub mod exec;
+pub mod limits;
 pub mod metrics;
 mod node;
 pub mod orchestrator;

@@ -119,6 +119,7 @@ impl Node {
             started: Instant::now(),
             workspaces: workspaces.clone(),
             orchestrator,
+            limits: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

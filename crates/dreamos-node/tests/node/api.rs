@@ -50,6 +50,7 @@ impl Api {
                 "test",
             ),
             config,
+            limits: Default::default(),
             node_id: "test".into(),
             started: Instant::now(),
             workspaces: Arc::new(dreamos_node::workspaces::Workspaces::new(dir.path())),

@@ -191,3 +191,68 @@ async fn a_token_scoped_to_a_workspace_sees_nothing_of_the_others() {
     );
     api.node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_token_and_address_and_submission_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 0);
+    cfg.rate_limit_per_token = 1.0; // bursts of 2, refilled one a second
+    let node = Node::start(cfg).await.unwrap();
+    let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    let api =
+        Api { base: format!("http://{}", node.addr), node, http: reqwest::Client::new(), admin };
+    let (_, busy) = api.token(json!({ "role": "operator" })).await;
+    let (_, calm) = api.token(json!({ "role": "operator" })).await;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(api.get(&busy, "/api/v1/status").await.0);
+    }
+    assert_eq!(statuses, vec![200, 200]);
+    let r = api
+        .http
+        .get(format!("{}/api/v1/status", api.base))
+        .bearer_auth(&busy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "rate_limited");
+    assert_eq!(api.get(&calm, "/api/v1/status").await.0, 200, "another token is not limited");
+    api.node.shutdown().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 0);
+    cfg.submit_quota_per_minute = 5.0;
+    let node = Node::start(cfg).await.unwrap();
+    let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    let api =
+        Api { base: format!("http://{}", node.addr), node, http: reqwest::Client::new(), admin };
+    let (_, calm) = api.token(json!({ "role": "operator" })).await;
+    // Submission quota: five tasks a minute for operators; admins are not limited.
+    let five: Vec<Value> = (0..5).map(|_| json!({ "kind": "noop" })).collect();
+    let (status, v) = api.post(&calm, "/api/v1/tasks/batch", json!({ "tasks": five })).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = api.post(&calm, "/api/v1/tasks", json!({ "kind": "noop" })).await;
+    assert_eq!((status, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert_eq!(api.post(&api.admin, "/api/v1/tasks", json!({ "kind": "noop" })).await.0, 201);
+    api.node.shutdown().await.unwrap();
+
+    // Per address: everything from one address counts, whatever the token.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 0);
+    cfg.rate_limit_per_address = 1.0; // bursts of 2
+    let node = Node::start(cfg).await.unwrap();
+    let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    let api =
+        Api { base: format!("http://{}", node.addr), node, http: reqwest::Client::new(), admin };
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let token = if i % 2 == 0 { api.admin.clone() } else { "dros_nobody_x".to_string() };
+        statuses.push(api.get(&token, "/api/v1/status").await.0);
+    }
+    assert_eq!(&statuses[2..], &[429, 429], "{statuses:?}");
+    api.node.shutdown().await.unwrap();
+}
