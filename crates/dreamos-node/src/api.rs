@@ -35,6 +35,8 @@ pub struct AppState {
     pub workspaces: Arc<Workspaces>,
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
     pub limits: Arc<crate::limits::Limits>,
+    /// Becomes true when the API closes: open event streams end.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Largest request body: a batch of tasks.
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workspaces/{name}", axum::routing::delete(remove_workspace))
         .route("/api/v1/workspaces/{name}/index", post(index_workspace))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/events", get(crate::events::events))
         .merge(crate::protocol::routes())
         .merge(crate::admin::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::middleware))

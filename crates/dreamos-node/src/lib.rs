@@ -22,6 +22,7 @@ pub mod auth;
 mod code;
 pub mod config;
 mod error;
+mod events;
 pub mod exec;
 pub mod limits;
 pub mod metrics;

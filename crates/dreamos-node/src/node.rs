@@ -111,6 +111,7 @@ impl Node {
             &node_id,
             config.agents,
         );
+        let (http_stop, http_stop_rx) = watch::channel(false);
         let state = AppState {
             queue: queue.clone(),
             metrics,
@@ -120,12 +121,12 @@ impl Node {
             workspaces: workspaces.clone(),
             orchestrator,
             limits: Default::default(),
+            closing: http_stop_rx.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let (http_stop, http_stop_rx) = watch::channel(false);
         let http = tokio::spawn(async move {
             let mut rx = http_stop_rx;
             axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())

@@ -24,6 +24,7 @@ mod audit;
 mod batch;
 mod conn;
 mod error;
+mod feed;
 mod migrate;
 mod ops;
 mod postgres;
@@ -46,6 +47,7 @@ pub use audit::{
     AuditEntry, AuditFilter, AuditRecord, ChainBreak, GENESIS, entry_hash, verify_chain,
 };
 pub use error::StoreError;
+pub use feed::{AgentChange, Feed, TaskChange};
 pub use ops::{Request, Response};
 pub use signals::Signals;
 pub use types::{
@@ -195,6 +197,22 @@ impl dyn Store {
         let request = Request::FanOut { parent, fence, holder: holder.into(), children };
         match self.write(request).await? {
             Response::Tasks(t) => Ok(t),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    /// Task and agent events after the cursors, oldest first.
+    pub async fn feed(&self, task_after: i64, agent_after: i64, limit: usize) -> Result<Feed> {
+        match self.write(Request::Feed { task_after, agent_after, limit }).await? {
+            Response::Feed(f) => Ok(f),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    /// The feed's current end: (newest task event id, newest agent event id).
+    pub async fn feed_heads(&self) -> Result<(i64, i64)> {
+        match self.write(Request::FeedHeads).await? {
+            Response::Ids(ids) if ids.len() == 2 => Ok((ids[0], ids[1])),
             other => Err(StoreError::unexpected(other)),
         }
     }

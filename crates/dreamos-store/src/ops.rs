@@ -54,6 +54,14 @@ pub enum Request {
         holder: String,
         children: Vec<NewTask>,
     },
+    /// Task and agent events after the given ids, oldest first: the live event feed.
+    Feed {
+        task_after: i64,
+        agent_after: i64,
+        limit: usize,
+    },
+    /// The feed's current end (the newest task and agent event ids).
+    FeedHeads,
     /// Appends to the hash-chained audit log ([`crate::audit`]).
     Audit(Vec<crate::audit::AuditEntry>),
     /// Reads the audit log (through the writer, so it sees every append before it).
@@ -75,6 +83,7 @@ pub enum Response {
     Agent(crate::agents::AgentAnswer),
     Audit(Vec<crate::audit::AuditRecord>),
     Ids(Vec<i64>),
+    Feed(crate::feed::Feed),
 }
 
 impl Response {
@@ -85,7 +94,7 @@ impl Response {
             Response::Claimed(_) | Response::Heartbeats(_) | Response::Done => None,
             // A resumed, restarted or newly registered agent may take work that waits.
             Response::Agent(crate::agents::AgentAnswer::Agent(_)) => Some(None),
-            Response::Agent(_) | Response::Audit(_) | Response::Ids(_) => None,
+            Response::Agent(_) | Response::Audit(_) | Response::Ids(_) | Response::Feed(_) => None,
             Response::Submitted(s) => {
                 Some(Some(s.iter().filter(|t| t.created && t.state == TaskState::Queued).count()))
             }
@@ -152,6 +161,13 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
         }
         Request::FanOut { parent, fence, holder, children } => {
             Response::Tasks(fan_out(c, ctx, *parent, *fence, holder, children).await?)
+        }
+        Request::Feed { task_after, agent_after, limit } => {
+            Response::Feed(crate::feed::read(c, *task_after, *agent_after, *limit).await?)
+        }
+        Request::FeedHeads => {
+            let (t, a) = crate::feed::heads(c).await?;
+            Response::Ids(vec![t, a])
         }
         Request::Audit(entries) => Response::Ids(crate::audit::append(c, ctx, entries).await?),
         Request::AuditRead(filter) => Response::Audit(crate::audit::read(c, filter).await?),

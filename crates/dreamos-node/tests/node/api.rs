@@ -51,6 +51,7 @@ impl Api {
             ),
             config,
             limits: Default::default(),
+            closing: tokio::sync::watch::channel(false).1,
             node_id: "test".into(),
             started: Instant::now(),
             workspaces: Arc::new(dreamos_node::workspaces::Workspaces::new(dir.path())),

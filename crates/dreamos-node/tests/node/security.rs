@@ -256,3 +256,62 @@ async fn rate_limits_per_token_and_address_and_submission_quotas() {
     assert_eq!(&statuses[2..], &[429, 429], "{statuses:?}");
     api.node.shutdown().await.unwrap();
 }
+
+/// Reads an SSE response until `want` appears in it (or 10 s pass); answers what was read.
+async fn read_until(resp: &mut reqwest::Response, want: &str) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains(want) {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_delivers_changes_and_hides_other_workspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path()).await;
+    let (_, scoped) = api.token(json!({ "role": "viewer", "workspaces": ["alpha"] })).await;
+    let open = |token: String| {
+        let req = api.http.get(format!("{}/api/v1/events", api.base)).bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    let mut all = open(api.admin.clone()).await;
+    let mut mine = open(scoped).await;
+    assert_eq!(all.headers()["content-type"], "text/event-stream");
+    let store = api.node.store.clone();
+    let beta = dreamos_core::NewTask::new("search", json!({ "query": "x", "workspace": "beta" }));
+    let beta = store.submit(vec![beta]).await.unwrap()[0].id;
+    let noop =
+        store.submit(vec![dreamos_core::NewTask::new("noop", json!({}))]).await.unwrap()[0].id;
+    // The admin sees both tasks' changes, and the noop run to its end by the local agent.
+    let text =
+        read_until(&mut all, &format!("\"task_id\":{},\"kind\":\"noop\",\"at_ms\"", noop.0)).await;
+    assert!(text.contains(&format!("\"task_id\":{}", beta.0)), "{text}");
+    let text = text + &read_until(&mut all, "\"event\":\"succeeded\"").await;
+    assert!(text.contains("event: task"), "{text}");
+    // The scoped viewer sees the noop but nothing of workspace beta.
+    let seen = read_until(&mut mine, "\"event\":\"succeeded\"").await;
+    assert!(seen.contains(&format!("\"task_id\":{}", noop.0)), "{seen}");
+    assert!(
+        !seen.contains("beta") && !seen.contains(&format!("\"task_id\":{},", beta.0)),
+        "{seen}"
+    );
+    // Agents' state changes stream too.
+    let (status, _) = api
+        .post(&api.admin, "/api/v1/agents", json!({ "name": "watched", "capabilities": ["noop"] }))
+        .await;
+    assert_eq!(status, 201);
+    let text = read_until(&mut all, "event: agent").await;
+    assert!(text.contains("\"reason\":\"created\""), "{text}");
+    // A node stops with streams open: they end.
+    drop(mine);
+    tokio::time::timeout(Duration::from_secs(30), api.node.shutdown()).await.unwrap().unwrap();
+    let mut rest = String::new();
+    while let Ok(Some(chunk)) = all.chunk().await {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
