@@ -214,6 +214,109 @@ async fn roles_decide_who_may_do_what() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// The permission matrix of docs/security.md, checked for every route and every role: a role
+/// below the row's is refused (403), a role at or above it is not (whatever else the request
+/// then meets: 404 for a missing agent, 400 for a bad body).
+#[tokio::test]
+async fn permission_matrix_is_enforced_route_by_route() {
+    use Role::*;
+    let api = Api::new().await;
+    let task = r#"{"kind":"noop"}"#;
+    let batch = r#"{"tasks":[{"kind":"noop"}]}"#;
+    let text = r#"{"text":"hi"}"#;
+    // method, path, body, who may (None: only agents)
+    let rows: Vec<(&str, &str, Option<&str>, Option<Role>)> = vec![
+        ("GET", "/metrics", None, Some(Viewer)),
+        ("GET", "/api/v1/status", None, Some(Viewer)),
+        ("GET", "/api/v1/kinds", None, Some(Viewer)),
+        ("GET", "/api/v1/tasks", None, Some(Viewer)),
+        ("GET", "/api/v1/tasks/1", None, Some(Viewer)),
+        ("POST", "/api/v1/tasks", Some(task), Some(Operator)),
+        ("POST", "/api/v1/tasks/batch", Some(batch), Some(Operator)),
+        ("POST", "/api/v1/tasks/1/cancel", None, Some(Operator)),
+        ("POST", "/api/v1/tasks/1/retry", None, Some(Operator)),
+        ("GET", "/api/v1/workspaces", None, Some(Viewer)),
+        ("GET", "/api/v1/search?q=x", None, Some(Viewer)),
+        ("POST", "/api/v1/workspaces", Some(r#"{"path":"/nonexistent"}"#), Some(Admin)),
+        ("DELETE", "/api/v1/workspaces/nope", None, Some(Admin)),
+        ("POST", "/api/v1/workspaces/nope/index", None, Some(Operator)),
+        ("GET", "/api/v1/agents", None, Some(Viewer)),
+        ("GET", "/api/v1/agents/nobody", None, Some(Viewer)),
+        ("POST", "/api/v1/agents", Some(r#"{"name":"bad name"}"#), Some(Admin)),
+        ("POST", "/api/v1/agents/nobody/drain", None, Some(Operator)),
+        ("POST", "/api/v1/agents/nobody/resume", None, Some(Operator)),
+        ("POST", "/api/v1/agents/nobody/stop", None, Some(Operator)),
+        ("POST", "/api/v1/agents/nobody/restart", None, Some(Operator)),
+        ("POST", "/api/v1/agents/nobody/messages", Some(text), Some(Operator)),
+        ("POST", "/api/v1/agents/broadcast", Some(text), Some(Operator)),
+        ("GET", "/api/v1/messages", None, Some(Operator)),
+        ("POST", "/api/v1/tokens", Some(r#"{"role":"nobody"}"#), Some(Admin)),
+        ("GET", "/api/v1/tokens", None, Some(Admin)),
+        ("POST", "/api/v1/tokens/nope/revoke", None, Some(Admin)),
+        ("GET", "/api/v1/audit", None, Some(Admin)),
+        ("GET", "/api/v1/audit/verify", None, Some(Admin)),
+        ("POST", "/agent/v1/register", Some(r#"{"protocol":1,"capabilities":[]}"#), None),
+        ("POST", "/agent/v1/heartbeat", Some(r#"{"running":[]}"#), None),
+        ("POST", "/agent/v1/claim", Some(r#"{"max":1}"#), None),
+        ("POST", "/agent/v1/tasks/1/progress", Some(r#"{"fence":1,"percent":1}"#), None),
+        ("POST", "/agent/v1/tasks/1/complete", Some(r#"{"fence":1}"#), None),
+        (
+            "POST",
+            "/agent/v1/tasks/1/fail",
+            Some(r#"{"fence":1,"error":{"class":"x","message":"y"}}"#),
+            None,
+        ),
+        (
+            "POST",
+            "/agent/v1/reports",
+            Some(r#"{"reports":[{"task_id":1,"fence":1,"result":1}]}"#),
+            None,
+        ),
+        (
+            "POST",
+            "/agent/v1/tasks/1/children",
+            Some(r#"{"fence":1,"tasks":[{"kind":"noop"}]}"#),
+            None,
+        ),
+        ("POST", "/agent/v1/messages", Some(r#"{"broadcast":{},"body":1}"#), None),
+        ("GET", "/agent/v1/messages", None, None),
+        ("POST", "/agent/v1/messages/ack", Some(r#"{"ids":[1]}"#), None),
+    ];
+    for (method, path, body, least) in rows {
+        for role in [Viewer, Operator, Admin, Agent] {
+            let allowed = match least {
+                Some(least) => role.allows(least),
+                None => role == Agent,
+            };
+            let (status, answer) = api.send(method, path, Some(api.token(role)), body).await;
+            if allowed {
+                assert!(
+                    !matches!(status.as_u16(), 401 | 403),
+                    "{role} {method} {path} should be allowed: {status} {answer}"
+                );
+            } else {
+                assert_eq!(
+                    status.as_u16(),
+                    403,
+                    "{role} {method} {path} should be refused: {answer}"
+                );
+            }
+            let (status, _) = api.send(method, path, None, body).await;
+            assert_eq!(status.as_u16(), 401, "{method} {path} without a token");
+        }
+    }
+    // The event stream answers at once; its body never ends, so only the status is read.
+    for role in [Viewer, Operator, Admin, Agent] {
+        let request = axum::http::Request::builder()
+            .uri("/api/v1/events")
+            .header(header::AUTHORIZATION, format!("Bearer {}", api.token(role)))
+            .body(Body::empty())
+            .unwrap();
+        let status = api.router.clone().oneshot(request).await.unwrap().status().as_u16();
+        assert_eq!(status, if role == Agent { 403 } else { 200 }, "{role} GET /api/v1/events");
+    }
+}
+
 #[tokio::test]
 async fn submit_show_cancel_retry_and_idempotency_over_http() {
     let api = Api::new().await;
