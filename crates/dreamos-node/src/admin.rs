@@ -105,6 +105,7 @@ async fn revoke_token(
         return Err(ApiError::new(ErrorCode::NotFound, format!("no token with id `{id}`")));
     }
     store.revoke_token(&id).await?;
+    state.tokens.forget(&id);
     let token = store.find_token(&id).await?.map(|t| token_view(&t));
     Ok(Json(json!({ "revoked": token })).into_response())
 }

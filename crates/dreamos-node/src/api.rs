@@ -35,6 +35,7 @@ pub struct AppState {
     pub workspaces: Arc<Workspaces>,
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
     pub limits: Arc<crate::limits::Limits>,
+    pub tokens: Arc<auth::TokenCache>,
     /// Becomes true when the API closes: open event streams end.
     pub closing: tokio::sync::watch::Receiver<bool>,
 }
@@ -87,7 +88,10 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::unauthorized());
         };
         let store = state.queue.store();
-        match auth::authenticate(store.as_ref(), token.trim(), store.clock().now_ms()).await? {
+        let now = store.clock().now_ms();
+        match auth::authenticate_cached(store.as_ref(), Some(&state.tokens), token.trim(), now)
+            .await?
+        {
             Ok(principal) => {
                 slot.set_actor(principal.name());
                 let rate = state.config.rate_limit_per_token;

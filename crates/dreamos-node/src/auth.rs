@@ -130,9 +130,48 @@ pub enum Refusal {
     Revoked,
 }
 
+/// Token records recently read from the store, so that a busy client does not cost a store
+/// read per request. An entry is trusted for [`TokenCache::TTL`]; revoking through this node
+/// drops it at once, revoking through another node takes effect here within the TTL.
+#[derive(Default)]
+pub struct TokenCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (ApiToken, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn get(&self, id: &str) -> Option<ApiToken> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(t, _)| t.clone())
+    }
+
+    fn put(&self, record: ApiToken) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+        }
+        map.insert(record.id.clone(), (record, std::time::Instant::now()));
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
 /// Checks a bearer token against the store.
 pub async fn authenticate(
     store: &dyn Store,
+    token: &str,
+    now_ms: i64,
+) -> Result<Result<Principal, Refusal>, dreamos_store::StoreError> {
+    authenticate_cached(store, None, token, now_ms).await
+}
+
+/// [`authenticate`], reading the token's record through `cache` when given.
+pub async fn authenticate_cached(
+    store: &dyn Store,
+    cache: Option<&TokenCache>,
     token: &str,
     now_ms: i64,
 ) -> Result<Result<Principal, Refusal>, dreamos_store::StoreError> {
@@ -140,8 +179,18 @@ pub async fn authenticate(
     else {
         return Ok(Err(Refusal::Malformed));
     };
-    let Some(record) = store.find_token(id).await? else {
-        return Ok(Err(Refusal::Unknown));
+    let cached = cache.and_then(|c| c.get(id));
+    let record = match cached {
+        Some(r) => r,
+        None => {
+            let Some(record) = store.find_token(id).await? else {
+                return Ok(Err(Refusal::Unknown));
+            };
+            if let Some(c) = cache {
+                c.put(record.clone());
+            }
+            record
+        }
     };
     let presented = hash(secret);
     if !bool::from(presented.as_bytes().ct_eq(record.hash.as_bytes())) {

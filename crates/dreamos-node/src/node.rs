@@ -121,6 +121,7 @@ impl Node {
             workspaces: workspaces.clone(),
             orchestrator,
             limits: Default::default(),
+            tokens: Default::default(),
             closing: http_stop_rx.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -51,6 +51,7 @@ impl Api {
             ),
             config,
             limits: Default::default(),
+            tokens: Default::default(),
             closing: tokio::sync::watch::channel(false).1,
             node_id: "test".into(),
             started: Instant::now(),
