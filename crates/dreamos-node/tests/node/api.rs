@@ -373,3 +373,70 @@ async fn submit_show_cancel_retry_and_idempotency_over_http() {
     let (status, health) = api.send("GET", "/healthz", None, None).await;
     assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));
 }
+
+/// Request parsing never panics and never answers 5xx, whatever the body: arbitrary bytes,
+/// and JSON-shaped values of arbitrary structure, sent to every route that takes a body, with
+/// the most privileged token the route accepts.
+#[test]
+fn arbitrary_bodies_never_crash_the_api() {
+    use proptest::prelude::*;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let api = runtime.block_on(Api::new());
+    let routes: Vec<(&str, Role)> = vec![
+        ("/api/v1/tasks", Role::Admin),
+        ("/api/v1/tasks/batch", Role::Admin),
+        ("/api/v1/workspaces", Role::Admin),
+        ("/api/v1/agents", Role::Admin),
+        ("/api/v1/agents/broadcast", Role::Admin),
+        ("/api/v1/tokens", Role::Admin),
+        ("/agent/v1/register", Role::Agent),
+        ("/agent/v1/heartbeat", Role::Agent),
+        ("/agent/v1/claim", Role::Agent),
+        ("/agent/v1/reports", Role::Agent),
+        ("/agent/v1/messages", Role::Agent),
+        ("/agent/v1/tasks/1/children", Role::Agent),
+    ];
+    let json_value = proptest::arbitrary::any::<String>().prop_map(|s| json!(s)).boxed();
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        json_value,
+    ];
+    let value = leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("kind".to_string()),
+                    Just("payload".to_string()),
+                    Just("tasks".to_string()),
+                    Just("protocol".to_string()),
+                    Just("capabilities".to_string()),
+                    Just("max".to_string()),
+                    Just("fence".to_string()),
+                    Just("running".to_string()),
+                    Just("role".to_string()),
+                    "[a-z_]{1,8}"
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let bodies = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..256)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        value.prop_map(|v| v.to_string()),
+    ];
+    let config =
+        ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(route in 0..routes.len(), body in bodies)| {
+        let (path, role) = routes[route];
+        let (status, answer) = runtime.block_on(api.send("POST", path, Some(api.token(role)), Some(&body)));
+        prop_assert!(status.as_u16() < 500, "{path} answered {status} to {body:?}: {answer}");
+    });
+}
