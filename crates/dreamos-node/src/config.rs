@@ -70,6 +70,11 @@ pub struct FileConfig {
     /// Tasks per minute one operator token may submit (admins are not limited). 0: no limit.
     /// Default 600000.
     pub submit_quota_per_minute: Option<f64>,
+    /// Longest a request may take to be answered (a stream's answer starts at once), in ms.
+    /// Long-polls wait at most 60 s. Default 90000.
+    pub request_timeout_ms: Option<u64>,
+    /// Most connections open at once; past it, new ones wait. Default 10000.
+    pub max_connections: Option<usize>,
     /// Most tasks of a kind running at once across all agents, e.g. `{ exec = 4 }`.
     pub kind_limits: Option<std::collections::BTreeMap<String, usize>>,
 }
@@ -112,6 +117,8 @@ pub struct Config {
     pub rate_limit_per_address: f64,
     pub rate_limit_per_token: f64,
     pub submit_quota_per_minute: f64,
+    pub request_timeout_ms: u64,
+    pub max_connections: usize,
     pub kind_limits: std::collections::BTreeMap<String, usize>,
 }
 
@@ -195,6 +202,8 @@ impl Config {
             rate_limit_per_address: c.rate_limit_per_address.unwrap_or(20_000.0).max(0.0),
             rate_limit_per_token: c.rate_limit_per_token.unwrap_or(5_000.0).max(0.0),
             submit_quota_per_minute: c.submit_quota_per_minute.unwrap_or(600_000.0).max(0.0),
+            request_timeout_ms: c.request_timeout_ms.unwrap_or(90_000).max(1),
+            max_connections: c.max_connections.unwrap_or(10_000).max(1),
             kind_limits: c.kind_limits.unwrap_or_default(),
         })
     }
@@ -255,6 +264,8 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(rate_limit_per_address, "DREAMOS_RATE_LIMIT_PER_ADDRESS", parse);
     env!(rate_limit_per_token, "DREAMOS_RATE_LIMIT_PER_TOKEN", parse);
     env!(submit_quota_per_minute, "DREAMOS_SUBMIT_QUOTA_PER_MINUTE", parse);
+    env!(request_timeout_ms, "DREAMOS_REQUEST_TIMEOUT_MS", parse);
+    env!(max_connections, "DREAMOS_MAX_CONNECTIONS", parse);
     Ok(())
 }
 

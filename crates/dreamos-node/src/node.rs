@@ -128,8 +128,13 @@ impl Node {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let max_connections = config.max_connections;
         let http = tokio::spawn(async move {
             let mut rx = http_stop_rx;
+            use axum::serve::ListenerExt;
+            // `tap_io` only to reuse axum's connect-info for wrapped listeners.
+            let listener =
+                crate::limits::LimitedListener::new(listener, max_connections).tap_io(|_| {});
             axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;

@@ -315,3 +315,35 @@ async fn the_event_stream_delivers_changes_and_hides_other_workspaces() {
         rest.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_time_out_and_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 0);
+    cfg.request_timeout_ms = 300;
+    cfg.max_connections = 1;
+    let node = Node::start(cfg).await.unwrap();
+    let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    let api =
+        Api { base: format!("http://{}", node.addr), node, http: reqwest::Client::new(), admin };
+    let id =
+        api.node.store.submit(vec![dreamos_core::NewTask::new("noop", json!({}))]).await.unwrap()
+            [0]
+        .id;
+    // Nothing runs the task: a wait for it outlasts the request timeout.
+    let (status, v) = api.get(&api.admin, &format!("/api/v1/tasks/{}?wait_ms=60000", id.0)).await;
+    assert_eq!((status, v["code"].as_str()), (503, Some("unavailable")), "{v}");
+    drop(api.http);
+    // One connection at most: while another is open, a new client is not served.
+    let hog = tokio::net::TcpStream::connect(api.node.addr).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/healthz", api.base);
+    let waiting = tokio::time::timeout(Duration::from_millis(500), client.get(&url).send()).await;
+    assert!(waiting.is_err(), "a second connection was served: {waiting:?}");
+    drop(hog);
+    let served =
+        tokio::time::timeout(Duration::from_secs(10), reqwest::Client::new().get(&url).send())
+            .await;
+    assert_eq!(served.unwrap().unwrap().status(), 200);
+    api.node.shutdown().await.unwrap();
+}
