@@ -293,9 +293,31 @@ impl Session {
     }
 }
 
+/// What this runtime can run.
+const RUNS: [&str; 3] = ["noop", "exec", "fanout"];
+
 pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Result<i32> {
     let capabilities: Vec<Value> = if args.capabilities.is_empty() {
-        vec![json!({ "name": "noop" }), json!({ "name": "exec" })]
+        // What the credential was granted and this runtime can run (all it can run when the
+        // grant is open).
+        let me = client.get("/agent/v1/me").await?;
+        let granted: Vec<Value> = me["capabilities"].as_array().cloned().unwrap_or_default();
+        let mut caps: Vec<Value> = if granted.is_empty() {
+            RUNS.iter().map(|c| json!({ "name": c })).collect()
+        } else {
+            granted
+                .into_iter()
+                .filter(|c| RUNS.contains(&c["name"].as_str().unwrap_or_default()))
+                .collect()
+        };
+        if caps.is_empty() {
+            bail!(
+                "this agent was granted none of the capabilities `dreamos agent run` can serve ({}); declare custom ones with --capability",
+                RUNS.join(", ")
+            );
+        }
+        caps.dedup();
+        caps
     } else {
         args.capabilities
             .iter()

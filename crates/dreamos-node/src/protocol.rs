@@ -45,6 +45,7 @@ const MAX_CLAIM_WAIT_MS: u64 = 60_000;
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/agent/v1/register", post(register))
+        .route("/agent/v1/me", get(me))
         .route("/agent/v1/heartbeat", post(heartbeat))
         .route("/agent/v1/claim", post(claim))
         .route("/agent/v1/tasks/{id}/progress", post(progress))
@@ -216,6 +217,13 @@ async fn register(
         "lease_ms": state.config.lease_ms,
     }))
     .into_response())
+}
+
+/// The agent's own record: what it was granted (capabilities, labels, slots) and its state.
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let agent = record(&state, &id).await?;
+    Ok(Json(agent_view(&agent)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -281,6 +281,7 @@ async fn permission_matrix_is_enforced_route_by_route() {
         ),
         ("POST", "/agent/v1/messages", Some(r#"{"broadcast":{},"body":1}"#), None),
         ("GET", "/agent/v1/messages", None, None),
+        ("GET", "/agent/v1/me", None, None),
         ("POST", "/agent/v1/messages/ack", Some(r#"{"ids":[1]}"#), None),
     ];
     for (method, path, body, least) in rows {
