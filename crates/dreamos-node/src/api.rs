@@ -95,9 +95,12 @@ impl FromRequestParts<AppState> for Caller {
             Ok(principal) => {
                 slot.set_actor(principal.name());
                 let rate = state.config.rate_limit_per_token;
-                if let Err(wait) =
-                    state.limits.by_token.take(&principal.token_id, 1.0, rate, rate * 2.0)
-                {
+                if let Err(wait) = state.limits.by_token.take(
+                    &principal.token_id,
+                    1.0,
+                    rate,
+                    crate::limits::burst(rate),
+                ) {
                     return Err(crate::limits::too_many("too many requests with this token", wait));
                 }
                 Ok(Caller(principal))

@@ -59,6 +59,11 @@ pub struct Limits {
     pub submissions: Buckets,
 }
 
+/// Bursts of twice the rate, and at least one request.
+pub fn burst(rate: f64) -> f64 {
+    (rate * 2.0).max(1.0)
+}
+
 pub fn too_many(what: &str, wait: Duration) -> ApiError {
     let mut e = ApiError::new(
         ErrorCode::RateLimited,
@@ -74,7 +79,7 @@ pub async fn by_address(State(state): State<AppState>, req: Request, next: Next)
     if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
         let key = addr.ip().to_string();
         let rate = config.rate_limit_per_address;
-        if let Err(wait) = state.limits.by_address.take(&key, 1.0, rate, rate * 2.0) {
+        if let Err(wait) = state.limits.by_address.take(&key, 1.0, rate, burst(rate)) {
             return too_many("too many requests from this address", wait).into_response();
         }
     }

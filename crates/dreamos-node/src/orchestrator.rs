@@ -37,6 +37,10 @@ pub struct Orchestrator {
     kick: Notify,
     next_id: AtomicU64,
     leader: AtomicBool,
+    /// Until when this node's lease surely holds: the time the request to take it was sent
+    /// plus its time to live (the store's expiry is no earlier). Past it, the node no longer
+    /// counts itself leader even if its renewal is late, so two nodes never both do.
+    leader_until: Mutex<Option<std::time::Instant>>,
 }
 
 /// Removes a waiter whose claim was dropped before it was answered.
@@ -68,12 +72,18 @@ impl Orchestrator {
             kick: Notify::new(),
             next_id: AtomicU64::new(0),
             leader: AtomicBool::new(false),
+            leader_until: Mutex::new(None),
         })
     }
 
     /// Whether this node holds the orchestrator lease.
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Relaxed)
+        self.leader.load(Ordering::Relaxed) && self.lease_holds()
+    }
+
+    fn lease_holds(&self) -> bool {
+        let until = *self.leader_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|t| std::time::Instant::now() < t)
     }
 
     /// How many agents wait for work on this node.
@@ -201,8 +211,11 @@ impl Orchestrator {
                 holder: self.node_id.clone(),
                 ttl_ms: ttl,
             };
+            let sent = std::time::Instant::now();
             let held =
                 matches!(self.store.agent(op).await, Ok(AgentAnswer::Lease { held: true, .. }));
+            *self.leader_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                held.then(|| sent + Duration::from_millis(ttl.max(0) as u64));
             if held != self.leader.swap(held, Ordering::Relaxed) {
                 if held {
                     tracing::info!(node = %self.node_id, "this node now leads the orchestrator");
@@ -210,7 +223,7 @@ impl Orchestrator {
                     tracing::info!(node = %self.node_id, "this node no longer leads the orchestrator");
                 }
             }
-            if held {
+            if held && self.lease_holds() {
                 self.leader_duties(&mut next_expiry).await;
             }
             tokio::select! {
