@@ -12,11 +12,16 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, token: String) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(120))
-            .build()
-            .context("cannot build the HTTP client")?;
+    /// A client of the node at `base`; `ca_pem` is a certificate to trust besides the usual
+    /// roots (a private CA, or a self-signed node).
+    pub fn new(base: &str, token: String, ca_pem: Option<&[u8]>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120));
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .context("--ca-cert is not a PEM certificate")?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
         Ok(Self { http, base: base.trim_end_matches('/').to_string(), token })
     }
 

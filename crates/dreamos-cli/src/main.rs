@@ -39,6 +39,10 @@ struct Cli {
     /// Node to talk to (default: the configured listen address).
     #[arg(long, global = true, env = "DREAMOS_URL")]
     server: Option<String>,
+    /// A PEM certificate (a CA or the node's own) to trust for https:// nodes, besides the
+    /// usual roots.
+    #[arg(long, global = true, env = "DREAMOS_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// API token (default: DATA_DIR/admin.token).
     #[arg(long, global = true, env = "DREAMOS_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -249,8 +253,8 @@ async fn up(cli: &Cli, args: &UpArgs) -> Result<i32> {
     let agents = config.agents;
     let node = Node::start(config).await?;
     println!(
-        "Dream.OS node {} listening on http://{} (store {store}, {agents} local agents)",
-        node.node_id, node.addr
+        "Dream.OS node {} listening on {}://{} (store {store}, {agents} local agents)",
+        node.node_id, node.scheme, node.addr
     );
     if node.admin_token_created {
         println!("admin token created: {} (mode 0600)", node.admin_token_path.display());
@@ -282,14 +286,22 @@ fn client(cli: &Cli) -> Result<Client> {
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            format!("http://{addr}")
+            let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://{addr}")
         }
     };
     let token = match &cli.token {
         Some(t) => t.clone(),
         None => read_token(&cli.data_dir)?,
     };
-    Client::new(&base, token)
+    let ca = match &cli.ca_cert {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Client::new(&base, token, ca.as_deref())
 }
 
 fn read_token(data_dir: &Path) -> Result<String> {

@@ -75,6 +75,10 @@ pub struct FileConfig {
     pub request_timeout_ms: Option<u64>,
     /// Most connections open at once; past it, new ones wait. Default 10000.
     pub max_connections: Option<usize>,
+    /// TLS: a PEM certificate chain; with `tls_key`, the API is served over HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Most tasks of a kind running at once across all agents, e.g. `{ exec = 4 }`.
     pub kind_limits: Option<std::collections::BTreeMap<String, usize>>,
 }
@@ -119,6 +123,8 @@ pub struct Config {
     pub submit_quota_per_minute: f64,
     pub request_timeout_ms: u64,
     pub max_connections: usize,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub kind_limits: std::collections::BTreeMap<String, usize>,
 }
 
@@ -170,6 +176,11 @@ impl Config {
         if lease_ms < 100 {
             return Err(ConfigError("lease_ms must be at least 100".into()));
         }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key go together: give both or neither".into(),
+            ));
+        }
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
             listen,
@@ -204,6 +215,8 @@ impl Config {
             submit_quota_per_minute: c.submit_quota_per_minute.unwrap_or(600_000.0).max(0.0),
             request_timeout_ms: c.request_timeout_ms.unwrap_or(90_000).max(1),
             max_connections: c.max_connections.unwrap_or(10_000).max(1),
+            tls_cert: c.tls_cert,
+            tls_key: c.tls_key,
             kind_limits: c.kind_limits.unwrap_or_default(),
         })
     }
@@ -266,6 +279,8 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(submit_quota_per_minute, "DREAMOS_SUBMIT_QUOTA_PER_MINUTE", parse);
     env!(request_timeout_ms, "DREAMOS_REQUEST_TIMEOUT_MS", parse);
     env!(max_connections, "DREAMOS_MAX_CONNECTIONS", parse);
+    env!(tls_cert, "DREAMOS_TLS_CERT", parse);
+    env!(tls_key, "DREAMOS_TLS_KEY", parse);
     Ok(())
 }
 

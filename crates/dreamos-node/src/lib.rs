@@ -29,6 +29,7 @@ pub mod metrics;
 mod node;
 pub mod orchestrator;
 pub mod protocol;
+mod tls;
 pub mod views;
 pub mod workspaces;
 

@@ -96,31 +96,31 @@ pub async fn by_address(State(state): State<AppState>, req: Request, next: Next)
 
 /// A listener that holds at most `max` connections open: past it, new connections wait in
 /// the kernel's backlog until one closes.
-pub struct LimitedListener {
-    inner: tokio::net::TcpListener,
+pub struct LimitedListener<L> {
+    inner: L,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-impl LimitedListener {
-    pub fn new(inner: tokio::net::TcpListener, max: usize) -> Self {
+impl<L> LimitedListener<L> {
+    pub fn new(inner: L, max: usize) -> Self {
         Self { inner, permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))) }
     }
 }
 
 /// A connection holding its place under the limit until it is dropped.
-pub struct Limited {
-    io: tokio::net::TcpStream,
+pub struct Limited<T> {
+    io: T,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = Limited;
-    type Addr = SocketAddr;
+impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
+    type Io = Limited<L::Io>;
+    type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let permit =
             self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let (io, addr) = self.inner.accept().await;
         (Limited { io, _permit: permit }, addr)
     }
 
@@ -129,9 +129,11 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
-impl tokio::io::AsyncRead for Limited {
+type Pinned<'a, T> = std::pin::Pin<&'a mut Limited<T>>;
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Limited<T> {
     fn poll_read(
-        self: std::pin::Pin<&mut Self>,
+        self: Pinned<'_, T>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
@@ -139,9 +141,9 @@ impl tokio::io::AsyncRead for Limited {
     }
 }
 
-impl tokio::io::AsyncWrite for Limited {
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Limited<T> {
     fn poll_write(
-        self: std::pin::Pin<&mut Self>,
+        self: Pinned<'_, T>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
@@ -149,21 +151,21 @@ impl tokio::io::AsyncWrite for Limited {
     }
 
     fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
+        self: Pinned<'_, T>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
+        self: Pinned<'_, T>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
+        self: Pinned<'_, T>,
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {

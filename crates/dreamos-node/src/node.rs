@@ -25,6 +25,8 @@ use crate::workspaces::Workspaces;
 /// A running node.
 pub struct Node {
     pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     pub node_id: String,
     /// Where the admin token is kept (mode 0600).
     pub admin_token_path: PathBuf,
@@ -129,18 +131,37 @@ impl Node {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let max_connections = config.max_connections;
-        let http = tokio::spawn(async move {
+        let tls_on = config.tls_cert.is_some();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let shutdown = async move {
             let mut rx = http_stop_rx;
-            use axum::serve::ListenerExt;
-            // `tap_io` only to reuse axum's connect-info for wrapped listeners.
-            let listener =
-                crate::limits::LimitedListener::new(listener, max_connections).tap_io(|_| {});
-            axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        // `tap_io` only to reuse axum's connect-info for wrapped listeners.
+        use axum::serve::ListenerExt;
+        let http = match tls {
+            Some(acceptor) => {
+                let listener = crate::limits::LimitedListener::new(
+                    crate::tls::TlsListener::new(listener, acceptor)?,
+                    max_connections,
+                )
+                .tap_io(|_| {});
+                tokio::spawn(async move {
+                    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
                 })
-                .await
-        });
+            }
+            None => {
+                let listener =
+                    crate::limits::LimitedListener::new(listener, max_connections).tap_io(|_| {});
+                tokio::spawn(async move {
+                    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+                })
+            }
+        };
         let grace = Duration::from_millis(config.grace_ms);
         let task_store = store.clone();
         let mut stop_wait = stop_rx;
@@ -163,7 +184,16 @@ impl Node {
             tracing::info!("stopped");
             Ok(())
         });
-        Ok(Node { addr, node_id, admin_token_path, admin_token_created, store, stop, task })
+        Ok(Node {
+            addr,
+            scheme: if tls_on { "https" } else { "http" },
+            node_id,
+            admin_token_path,
+            admin_token_created,
+            store,
+            stop,
+            task,
+        })
     }
 
     /// Stops claiming, lets running tasks finish within the grace period, releases the rest,

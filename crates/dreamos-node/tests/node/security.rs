@@ -349,3 +349,65 @@ async fn slow_requests_time_out_and_connections_are_capped() {
     assert_eq!(served.unwrap().unwrap().status(), 200);
     api.node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_is_served_over_tls_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args(["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if made.as_ref().map_or(true, |o| !o.status.success()) {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "openssl is required in CI");
+        eprintln!("SKIPPED: openssl cannot make a test certificate: {made:?}");
+        return;
+    }
+    let mut cfg = config(dir.path(), 0);
+    cfg.tls_cert = Some(cert.clone());
+    cfg.tls_key = Some(key);
+    let node = Node::start(cfg).await.unwrap();
+    assert_eq!(node.scheme, "https");
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let token = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    let r = trusted
+        .get(format!("https://{}/api/v1/status", node.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP gets no answer, and a client that does not trust the certificate refuses it.
+    assert!(reqwest::get(format!("http://{}/healthz", node.addr)).await.is_err());
+    assert!(reqwest::get(format!("https://{}/healthz", node.addr)).await.is_err());
+    node.shutdown().await.unwrap();
+
+    let mut cfg = config(dir.path(), 0);
+    cfg.tls_cert = Some(dir.path().join("missing.pem"));
+    cfg.tls_key = Some(dir.path().join("missing-key.pem"));
+    let err = Node::start(cfg).await.err().expect("a missing certificate is an error");
+    assert!(format!("{err:#}").contains("missing.pem"), "{err:#}");
+}
