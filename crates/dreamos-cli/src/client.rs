@@ -32,7 +32,13 @@ impl Client {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
+            let chain = format!("{e:?}");
+            if chain.contains("Certificate") || chain.contains("certificate") {
+                anyhow!(
+                    "cannot verify the TLS certificate of {}: pass --ca-cert FILE (or set DREAMOS_CA_CERT) to trust it",
+                    self.base
+                )
+            } else if chain.contains("Connect") {
                 anyhow!("cannot reach the node at {}: is `dreamos up` running?", self.base)
             } else {
                 anyhow!("request to {url} failed: {e}")

@@ -187,6 +187,21 @@ enum ConfigCommand {
 }
 
 fn main() {
+    // Output piped into a program that stops reading (`| head`) ends the command quietly,
+    // as with other command-line tools, instead of a panic about a broken pipe.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse_from(scan::mark_negations(std::env::args_os().collect()));
     let filter = match cli.command {
         Command::Up(_) => "info",
