@@ -527,26 +527,33 @@ pub(crate) async fn complete<C: Conn>(
     actor: &str,
     report: &Completion,
 ) -> Result<TaskState> {
+    let attempt = running_attempt(c, report.task_id, report.fence).await?;
+    if foreign(actor, &attempt) {
+        return Err(StoreError::NotHolder { id: report.task_id });
+    }
+    end_attempt(c, ctx, &attempt, &report.outcome, actor).await
+}
+
+/// The running attempt of task `id` with this fence, read (and on PostgreSQL locked) before
+/// it is changed; `stale_lease` if the task is not running under that fence.
+async fn running_attempt<C: Conn>(c: &mut C, id: TaskId, fence: i64) -> Result<Attempt> {
     let row = c
         .fetch_optional(
             dynamic(format!(
                 "SELECT {ATTEMPT_COLS} FROM tasks WHERE id = $1{}",
                 C::DIALECT.for_update()
             )),
-            args![report.task_id.0],
+            args![id.0],
         )
         .await?;
     let Some(row) = row else {
-        return Err(missing_or_stale(c, report.task_id).await);
+        return Err(missing_or_stale(c, id).await);
     };
     let attempt = attempt_from_row(&row)?;
-    if attempt.state != TaskState::Running || attempt.fence != report.fence {
-        return Err(StoreError::StaleLease { id: report.task_id });
+    if attempt.state != TaskState::Running || attempt.fence != fence {
+        return Err(StoreError::StaleLease { id });
     }
-    if foreign(actor, &attempt) {
-        return Err(StoreError::NotHolder { id: report.task_id });
-    }
-    end_attempt(c, ctx, &attempt, &report.outcome, actor).await
+    Ok(attempt)
 }
 
 /// Ends a running attempt with `outcome`, through the retry policy, and settles dependents.
@@ -676,20 +683,7 @@ async fn fan_out<C: Conn>(
     holder: &str,
     children: &[NewTask],
 ) -> Result<Vec<TaskId>> {
-    let row = c
-        .fetch_optional(
-            dynamic(format!(
-                "SELECT {ATTEMPT_COLS} FROM tasks WHERE id = $1{}",
-                C::DIALECT.for_update()
-            )),
-            args![parent.0],
-        )
-        .await?;
-    let Some(row) = row else { return Err(missing_or_stale(c, parent).await) };
-    let attempt = attempt_from_row(&row)?;
-    if attempt.state != TaskState::Running || attempt.fence != fence {
-        return Err(StoreError::StaleLease { id: parent });
-    }
+    let attempt = running_attempt(c, parent, fence).await?;
     if attempt.holder.as_deref() != Some(holder) {
         return Err(StoreError::NotHolder { id: parent });
     }

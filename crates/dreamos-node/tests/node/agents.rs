@@ -37,14 +37,7 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        crate::http_call(&self.http, &self.base, token, method, path, body).await
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {

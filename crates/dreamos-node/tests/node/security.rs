@@ -29,13 +29,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+        crate::http_call(&self.http, &self.base, token, method, path, body).await
     }
 
     async fn get(&self, token: &str, path: &str) -> (u16, Value) {
