@@ -360,11 +360,18 @@ async fn show(
     let id = parse_id(&raw)?;
     let Query(q) = query?;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
-    let task = state.queue.wait_finished(id, wait).await?;
+    let store = state.queue.store();
+    let (task, events) = if wait.is_zero() {
+        store.detail(id).await?.ok_or(dreamos_store::StoreError::NotFound(id))?
+    } else {
+        let task = state.queue.wait_finished(id, wait).await?;
+        let events = store.events(id).await?;
+        (task, events)
+    };
     if !sees_task(&who, &task.kind, &task.payload) {
         return Err(dreamos_store::StoreError::NotFound(id).into());
     }
-    let history = state.queue.store().events(id).await?.into_iter().map(EventView::from).collect();
+    let history = events.into_iter().map(EventView::from).collect();
     Ok(Json(TaskDetail { task: TaskView::from(task), history }).into_response())
 }
 

@@ -89,6 +89,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn get(&self, id: TaskId) -> Result<Option<Task>>;
     async fn events(&self, id: TaskId) -> Result<Vec<TaskEvent>>;
+    /// A task with its history, live or archived.
+    async fn detail(&self, id: TaskId) -> Result<Option<(Task, Vec<TaskEvent>)>>;
     async fn list(&self, filter: &TaskFilter) -> Result<Vec<Task>>;
     async fn counts(&self) -> Result<Vec<StateCount>>;
     /// The earliest time a queued task becomes claimable or a lease expires, if any.

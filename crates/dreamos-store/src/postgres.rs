@@ -146,6 +146,17 @@ impl Store for PgStore {
         reads::get(&mut *self.pool.acquire().await?, id).await
     }
 
+    async fn detail(&self, id: TaskId) -> Result<Option<(Task, Vec<TaskEvent>)>> {
+        let mut c = self.pool.acquire().await?;
+        if let Some(found) = reads::detail(&mut *c, id).await? {
+            return Ok(Some(found));
+        }
+        match reads::get(&mut *c, id).await? {
+            Some(task) => Ok(Some((task, reads::events(&mut *c, id).await?))),
+            None => Ok(None),
+        }
+    }
+
     async fn events(&self, id: TaskId) -> Result<Vec<TaskEvent>> {
         reads::events(&mut *self.pool.acquire().await?, id).await
     }

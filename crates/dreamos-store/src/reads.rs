@@ -22,6 +22,42 @@ pub(crate) async fn get<C: Conn>(c: &mut C, id: TaskId) -> Result<Option<Task>> 
     Ok(None)
 }
 
+/// A live task with its history in one query (a task read is mostly this); `None` when the
+/// task is not in the live table (missing, or archived: read those with `get` and `events`).
+pub(crate) async fn detail<C: Conn>(
+    c: &mut C,
+    id: TaskId,
+) -> Result<Option<(Task, Vec<TaskEvent>)>> {
+    let cols: Vec<String> = TASK_COLS.split(',').map(|col| format!("t.{}", col.trim())).collect();
+    let rows = c
+        .fetch_all(
+            dynamic(format!(
+                "SELECT {}, e.at AS e_at, e.kind AS e_kind, e.attempt AS e_attempt, \
+                 e.actor AS e_actor, e.detail AS e_detail FROM tasks t \
+                 LEFT JOIN task_events e ON e.task_id = t.id WHERE t.id = $1 ORDER BY e.id",
+                cols.join(", ")
+            )),
+            args![id.0],
+        )
+        .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let task = task_from_row(first, false)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(kind) = r.opt_text("e_kind")? else { continue };
+        events.push(TaskEvent {
+            task_id: id,
+            at_ms: r.int("e_at")?,
+            kind: EventKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("event kind `{kind}`")))?,
+            attempt: r.int("e_attempt")?.max(0) as u32,
+            actor: r.text("e_actor")?,
+            detail: r.opt_text("e_detail")?,
+        });
+    }
+    Ok(Some((task, events)))
+}
+
 pub(crate) async fn events<C: Conn>(c: &mut C, id: TaskId) -> Result<Vec<TaskEvent>> {
     let rows = c
         .fetch_all(

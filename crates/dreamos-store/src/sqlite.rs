@@ -220,6 +220,17 @@ impl Store for SqliteStore {
         reads::get(&mut *self.reads.acquire().await?, id).await
     }
 
+    async fn detail(&self, id: TaskId) -> Result<Option<(Task, Vec<TaskEvent>)>> {
+        let mut c = self.reads.acquire().await?;
+        if let Some(found) = reads::detail(&mut *c, id).await? {
+            return Ok(Some(found));
+        }
+        match reads::get(&mut *c, id).await? {
+            Some(task) => Ok(Some((task, reads::events(&mut *c, id).await?))),
+            None => Ok(None),
+        }
+    }
+
     async fn events(&self, id: TaskId) -> Result<Vec<TaskEvent>> {
         reads::events(&mut *self.reads.acquire().await?, id).await
     }

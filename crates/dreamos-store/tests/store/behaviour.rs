@@ -540,7 +540,29 @@ async fn concurrent_callers_get_their_own_answers(h: &Harness) {
     assert_eq!(claimed, ids);
 }
 
+async fn a_task_reads_with_its_history_live_or_archived(h: &Harness) {
+    let s = &h.store;
+    assert!(s.detail(TaskId(999)).await.unwrap().is_none());
+    let id = submit_one(s, noop()).await;
+    let (task, events) = s.detail(id).await.unwrap().unwrap();
+    assert_eq!((task.id, task.state, events.len()), (id, TaskState::Queued, 1));
+    let lease = s.claim(claim_req("a", 1)).await.unwrap().remove(0).lease.unwrap();
+    s.complete("a", vec![success(id, lease.fence)]).await.unwrap();
+    let (task, events) = s.detail(id).await.unwrap().unwrap();
+    assert_eq!(task, s.get(id).await.unwrap().unwrap());
+    assert_eq!(events, s.events(id).await.unwrap());
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::Submitted, EventKind::Claimed, EventKind::Succeeded]);
+    h.clock.advance_ms(10_000);
+    assert_eq!(s.archive(h.clock_now() - 5_000).await.unwrap(), 1);
+    let (task, events) = s.detail(id).await.unwrap().unwrap();
+    assert!(task.archived, "read from the archive");
+    assert_eq!(events.last().map(|e| e.kind), Some(EventKind::Archived));
+    assert_eq!(events, s.events(id).await.unwrap());
+}
+
 both_backends!(
+    a_task_reads_with_its_history_live_or_archived,
     concurrent_callers_get_their_own_answers,
     lifecycle_is_recorded,
     claims_follow_priority_then_submission_order,
