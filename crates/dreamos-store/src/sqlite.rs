@@ -79,7 +79,7 @@ impl SqliteStore {
         conn.close().await?;
         let writer_conn = WriterConn::open(path, config.sqlite_full_sync)?;
         let reads = SqlitePoolOptions::new()
-            .max_connections(config.max_connections.max(1))
+            .max_connections(config.sqlite_readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
         let signals = Arc::new(Signals::default());

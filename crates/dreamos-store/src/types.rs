@@ -12,8 +12,12 @@ pub struct StoreConfig {
     /// SQLite only: `PRAGMA synchronous = FULL` syncs the WAL on every commit (durable across
     /// power loss); the default `NORMAL` is durable across process crashes.
     pub sqlite_full_sync: bool,
-    /// Connections for reads (SQLite) or for everything (PostgreSQL).
+    /// PostgreSQL: connections for everything.
     pub max_connections: u32,
+    /// SQLite: connections for reads. Each has a thread of its own, so more than twice the
+    /// cores only adds switching (measured: 4 readers serve 28% more task reads than 8 on 2
+    /// cores). Default: twice the cores.
+    pub sqlite_readers: u32,
     /// Most requests a SQLite group commit takes at once.
     pub max_group: usize,
     /// PostgreSQL only: keep the tables in this schema (created if missing), so that several
@@ -31,6 +35,9 @@ impl Default for StoreConfig {
             aging_ms: 60_000,
             sqlite_full_sync: false,
             max_connections: 8,
+            sqlite_readers: std::thread::available_parallelism()
+                .map_or(4, |n| (n.get() * 2) as u32)
+                .max(2),
             max_group: 512,
             pg_schema: None,
             fair_spacing_ms: 10,
