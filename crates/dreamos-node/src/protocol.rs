@@ -139,11 +139,33 @@ async fn agent_op(state: &AppState, op: AgentOp) -> Result<AgentAnswer, ApiError
     Ok(state.queue.store().agent(op).await?)
 }
 
-async fn record(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
-    match agent_op(state, AgentOp::Get { id: id.into() }).await? {
-        AgentAnswer::Agent(a) => Ok(a),
+/// Applies an operation whose answer is one agent (heartbeats included).
+async fn agent_record(state: &AppState, op: AgentOp) -> Result<AgentRecord, ApiError> {
+    match agent_op(state, op).await? {
+        AgentAnswer::Agent(a) | AgentAnswer::Beat(a) => Ok(a),
         other => Err(unexpected(other)),
     }
+}
+
+async fn record(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
+    agent_record(state, AgentOp::Get { id: id.into() }).await
+}
+
+async fn all_agents(state: &AppState) -> Result<Vec<AgentRecord>, ApiError> {
+    match agent_op(state, AgentOp::List).await? {
+        AgentAnswer::Agents(a) => Ok(a),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Every running task (at most 10,000), for agents' loads.
+async fn running_tasks(state: &AppState) -> Result<Vec<Task>, ApiError> {
+    let filter = dreamos_store::TaskFilter {
+        state: Some(dreamos_core::TaskState::Running),
+        limit: 10_000,
+        ..Default::default()
+    };
+    Ok(state.queue.store().list(&filter).await?)
 }
 
 fn unexpected(answer: AgentAnswer) -> ApiError {
@@ -206,10 +228,7 @@ async fn register(
         heartbeat_ms: state.config.agent_heartbeat_ms,
         protocol: body.protocol,
     };
-    let agent = match agent_op(&state, op).await? {
-        AgentAnswer::Agent(a) => a,
-        other => return Err(unexpected(other)),
-    };
+    let agent = agent_record(&state, op).await?;
     Ok(Json(json!({
         "agent": agent_view(&agent),
         "protocol": PROTOCOL_VERSION,
@@ -246,10 +265,7 @@ async fn heartbeat(
     let id = agent_id(&caller)?;
     let body: HeartbeatBody = checked(&SCHEMAS.heartbeat, "heartbeat", body)?;
     let running = body.running.len() as u32;
-    let agent = match agent_op(&state, AgentOp::Beat { id: id.clone(), running }).await? {
-        AgentAnswer::Beat(a) => a,
-        other => return Err(unexpected(other)),
-    };
+    let agent = agent_record(&state, AgentOp::Beat { id: id.clone(), running }).await?;
     let holder = holder_of(&id);
     let beats: Vec<Heartbeat> = body
         .running
@@ -679,10 +695,7 @@ async fn create_agent(
         created_at_ms: now,
         updated_at_ms: now,
     };
-    let agent = match agent_op(&state, AgentOp::Create(agent)).await? {
-        AgentAnswer::Agent(a) => a,
-        other => return Err(unexpected(other)),
-    };
+    let agent = agent_record(&state, AgentOp::Create(agent)).await?;
     store.create_token(issued.record).await?;
     Ok((
         StatusCode::CREATED,
@@ -700,11 +713,11 @@ fn valid_capability(name: &str) -> bool {
 
 async fn list_agents(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, "list agents")?;
-    let agents = match agent_op(&state, AgentOp::List).await? {
-        AgentAnswer::Agents(a) => a,
-        other => return Err(unexpected(other)),
-    };
-    let running = running_by_holder(&state).await?;
+    let agents = all_agents(&state).await?;
+    let mut running: BTreeMap<String, u64> = BTreeMap::new();
+    for lease in running_tasks(&state).await?.into_iter().filter_map(|t| t.lease) {
+        *running.entry(lease.holder).or_default() += 1;
+    }
     let views: Vec<Value> = agents
         .iter()
         .map(|a| {
@@ -716,21 +729,6 @@ async fn list_agents(State(state): State<AppState>, caller: Caller) -> Result<Re
     Ok(Json(json!({ "agents": views, "leader": state.orchestrator.is_leader() })).into_response())
 }
 
-async fn running_by_holder(state: &AppState) -> Result<BTreeMap<String, u64>, ApiError> {
-    let filter = dreamos_store::TaskFilter {
-        state: Some(dreamos_core::TaskState::Running),
-        limit: 10_000,
-        ..Default::default()
-    };
-    let mut out = BTreeMap::new();
-    for t in state.queue.store().list(&filter).await? {
-        if let Some(l) = t.lease {
-            *out.entry(l.holder).or_default() += 1;
-        }
-    }
-    Ok(out)
-}
-
 /// Finds an agent by id or by name.
 async fn resolve(state: &AppState, key: &str) -> Result<AgentRecord, ApiError> {
     match record(state, key).await {
@@ -738,13 +736,11 @@ async fn resolve(state: &AppState, key: &str) -> Result<AgentRecord, ApiError> {
         Err(e) if e.code != ErrorCode::NotFound => return Err(e),
         Err(_) => {}
     }
-    match agent_op(state, AgentOp::List).await? {
-        AgentAnswer::Agents(list) => list
-            .into_iter()
-            .find(|a| a.name == key)
-            .ok_or_else(|| StoreError::AgentNotFound(key.to_string()).into()),
-        other => Err(unexpected(other)),
-    }
+    all_agents(state)
+        .await?
+        .into_iter()
+        .find(|a| a.name == key)
+        .ok_or_else(|| StoreError::AgentNotFound(key.to_string()).into())
 }
 
 async fn show_agent(
@@ -759,15 +755,7 @@ async fn show_agent(
         other => return Err(unexpected(other)),
     };
     let holder = holder_of(&agent.id);
-    let filter = dreamos_store::TaskFilter {
-        state: Some(dreamos_core::TaskState::Running),
-        limit: 10_000,
-        ..Default::default()
-    };
-    let running: Vec<Value> = state
-        .queue
-        .store()
-        .list(&filter)
+    let running: Vec<Value> = running_tasks(&state)
         .await?
         .into_iter()
         .filter(|t| t.lease.as_ref().is_some_and(|l| l.holder == holder))
@@ -825,10 +813,8 @@ async fn control_agent(
         }
     };
     let op = AgentOp::Control { id: agent.id.clone(), control, actor: who };
-    match agent_op(&state, op).await? {
-        AgentAnswer::Agent(a) => Ok(Json(agent_view(&a)).into_response()),
-        other => Err(unexpected(other)),
-    }
+    let agent = agent_record(&state, op).await?;
+    Ok(Json(agent_view(&agent)).into_response())
 }
 
 fn operator_address(who: &str) -> String {

@@ -14,9 +14,9 @@ pub struct StoreConfig {
     pub sqlite_full_sync: bool,
     /// PostgreSQL: connections for everything.
     pub max_connections: u32,
-    /// SQLite: connections for reads. Each has a thread of its own, so more than twice the
-    /// cores only adds switching (measured: 4 readers serve 28% more task reads than 8 on 2
-    /// cores). Default: twice the cores.
+    /// SQLite: connections for reads. Each has a thread of its own, so many more than the
+    /// cores only adds switching (on 2 cores, 4 readers served task reads faster than 8 in
+    /// the API benchmark; see BENCHMARKS.md). Default: twice the cores.
     pub sqlite_readers: u32,
     /// Most requests a SQLite group commit takes at once.
     pub max_group: usize,
