@@ -25,9 +25,32 @@ pub enum ErrorCode {
     ProtocolViolation,
     /// A remote agent speaks a protocol version this node does not.
     UnsupportedProtocol,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::BadRequest,
+        ErrorCode::MalformedJson,
+        ErrorCode::UnknownKind,
+        ErrorCode::InvalidPayload,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::NotFound,
+        ErrorCode::StaleLease,
+        ErrorCode::InvalidTransition,
+        ErrorCode::DependencyNotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::ProtocolViolation,
+        ErrorCode::UnsupportedProtocol,
+        ErrorCode::MethodNotAllowed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
@@ -47,6 +70,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ProtocolViolation => "protocol_violation",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
         }
     }
 }

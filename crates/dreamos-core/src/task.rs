@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::{ParseError, RetryPolicy};
 
 /// A task's identity. Ids are assigned by the store and increase with submission order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TaskId(pub i64);
@@ -32,6 +33,7 @@ impl FromStr for TaskId {
 
 /// How urgent a task is. With aging, a waiting task gains one level per aging interval, so
 /// low-priority work is never starved.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
@@ -92,6 +94,7 @@ impl FromStr for Priority {
 
 /// Where a task is in its life. `Succeeded`, `Failed` (the dead-letter set) and `Cancelled`
 /// are terminal: nothing leaves them but an explicit manual retry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
@@ -202,6 +205,7 @@ pub struct Lease {
     pub expires_at_ms: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     pub percent: f64,
@@ -210,6 +214,7 @@ pub struct Progress {
 }
 
 /// Why an attempt or a task failed. `class` is a short machine-readable word.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskError {
     pub class: String,
@@ -256,6 +261,7 @@ pub struct Task {
 }
 
 /// The few fields a listing or a submission answer needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSummary {
     pub id: TaskId,

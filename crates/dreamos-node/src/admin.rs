@@ -7,25 +7,26 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use dreamos_core::ErrorCode;
 use dreamos_store::{ApiToken, AuditFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{AppState, Caller};
 use crate::auth::{self, Role};
 use crate::error::ApiError;
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/tokens", post(create_token).get(list_tokens))
-        .route("/api/v1/tokens/{id}/revoke", post(revoke_token))
-        .route("/api/v1/audit", get(read_audit))
-        .route("/api/v1/audit/verify", get(verify_audit))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
+        .routes(routes!(read_audit))
+        .routes(routes!(verify_audit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     role: String,
@@ -49,6 +50,16 @@ fn token_view(t: &ApiToken) -> Value {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "admin",
+    summary = "Issues an API token; the secret is in this answer only.",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "the token, with its secret", body = Object),
+    ),
+)]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,6 +98,15 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "admin",
+    summary = "Every token (never the secrets).",
+    responses(
+        (status = 200, description = "the tokens", body = Object),
+    ),
+)]
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin, "list tokens")?;
     let tokens = state.queue.store().list_tokens().await?;
@@ -94,6 +114,17 @@ async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Re
     Ok(Json(json!({ "tokens": views })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{id}/revoke",
+    tag = "admin",
+    summary = "Revokes a token.",
+    params(("id" = String, Path, description = "the token's id")),
+    responses(
+        (status = 200, description = "the revoked token", body = Object),
+        (status = 404, description = "no such token", body = crate::error::ErrorBody),
+    ),
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -110,8 +141,9 @@ async fn revoke_token(
     Ok(Json(json!({ "revoked": token })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     after: Option<i64>,
     actor: Option<String>,
@@ -122,6 +154,16 @@ struct AuditQuery {
     newest: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "admin",
+    summary = "Audit log entries, oldest first (or newest first with `newest`).",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "entries", body = Object),
+    ),
+)]
 async fn read_audit(
     State(state): State<AppState>,
     caller: Caller,
@@ -145,6 +187,15 @@ async fn read_audit(
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "admin",
+    summary = "Checks the audit log's hash chain.",
+    responses(
+        (status = 200, description = "the verdict and the head hash", body = Object),
+    ),
+)]
 async fn verify_audit(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Admin, "verify the audit log")?;
     let started = std::time::Instant::now();

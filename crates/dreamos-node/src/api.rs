@@ -9,19 +9,20 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use dreamos_core::{ErrorCode, Priority, TaskId, TaskState};
 use dreamos_queue::{Queue, SubmitRequest};
 use dreamos_store::TaskFilter;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{self, Principal, Role};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, StateLabels};
-use crate::views::{EventView, TaskDetail, TaskView};
+use crate::views::{EventView, Submitted, SubmittedBatch, TaskDetail, TaskPage, TaskView};
 use crate::workspaces::Workspaces;
 
 /// Everything a request handler may need.
@@ -45,26 +46,35 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Longest a request may wait for a task to finish.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/kinds", get(kinds))
-        .route("/api/v1/tasks", post(submit).get(list))
-        .route("/api/v1/tasks/batch", post(submit_batch))
-        .route("/api/v1/tasks/{id}", get(show))
-        .route("/api/v1/tasks/{id}/cancel", post(cancel))
-        .route("/api/v1/tasks/{id}/retry", post(retry))
-        .route("/api/v1/workspaces", get(list_workspaces).post(add_workspace))
-        .route("/api/v1/workspaces/{name}", axum::routing::delete(remove_workspace))
-        .route("/api/v1/workspaces/{name}/index", post(index_workspace))
-        .route("/api/v1/search", get(search))
-        .route("/api/v1/events", get(crate::events::events))
+/// Every route with its OpenAPI description: a route cannot be served without being
+/// documented, since both come from the same registration.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(status))
+        .routes(routes!(kinds))
+        .routes(routes!(submit, list))
+        .routes(routes!(submit_batch))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
+        .routes(routes!(list_workspaces, add_workspace))
+        .routes(routes!(remove_workspace))
+        .routes(routes!(index_workspace))
+        .routes(routes!(search))
+        .routes(routes!(crate::events::events))
+        .routes(routes!(crate::openapi::openapi_json))
         .merge(crate::protocol::routes())
         .merge(crate::admin::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = routes().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::middleware))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::by_address))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -142,8 +152,23 @@ impl Caller {
     }
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    summary = "Liveness: answers while the node runs; needs no token.",
+    responses(
+        (status = 200, description = "the node is up", body = inline(Health)),
+    ),
+)]
 async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+    Json(Health { status: "ok" })
 }
 
 async fn refresh_task_gauges(state: &AppState) -> Result<Vec<dreamos_store::StateCount>, ApiError> {
@@ -164,6 +189,15 @@ async fn refresh_task_gauges(state: &AppState) -> Result<Vec<dreamos_store::Stat
     Ok(counts)
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    summary = "Prometheus/OpenMetrics text.",
+    responses(
+        (status = 200, description = "metrics", content_type = "application/openmetrics-text", body = String),
+    ),
+)]
 async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, "read metrics")?;
     refresh_task_gauges(&state).await?;
@@ -174,6 +208,15 @@ async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Respon
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "system",
+    summary = "Node, store, agents waiting, tasks by state and queue depth by priority.",
+    responses(
+        (status = 200, description = "the system status", body = Object),
+    ),
+)]
 async fn status(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, "read the status")?;
     let counts = refresh_task_gauges(&state).await?;
@@ -206,6 +249,15 @@ async fn status(State(state): State<AppState>, caller: Caller) -> Result<Respons
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/kinds",
+    tag = "tasks",
+    summary = "The task kinds this node accepts, with their payload schemas.",
+    responses(
+        (status = 200, description = "the kinds", body = Object),
+    ),
+)]
 async fn kinds(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, "list kinds")?;
     let kinds: Vec<_> = state
@@ -251,6 +303,18 @@ fn check_kinds_allowed(
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    summary = "Submits a task (`exec` is admin-only).",
+    request_body = SubmitRequest,
+    responses(
+        (status = 201, description = "created", body = Submitted),
+        (status = 200, description = "an earlier task with the same idempotency key", body = Submitted),
+        (status = 422, description = "the payload does not follow its kind's schema, or a dependency does not exist", body = crate::error::ErrorBody),
+    ),
+)]
 async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -271,16 +335,27 @@ async fn submit(
         .await?
         .ok_or(dreamos_store::StoreError::NotFound(summary.id))?;
     let status = if summary.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "created": summary.created, "task": TaskView::from(task) })))
+    Ok((status, Json(Submitted { created: summary.created, task: TaskView::from(task) }))
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
     tasks: Vec<SubmitRequest>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/batch",
+    tag = "tasks",
+    summary = "Submits many tasks in one transaction.",
+    request_body = BatchBody,
+    responses(
+        (status = 201, description = "created (or matched by idempotency key)", body = SubmittedBatch),
+        (status = 422, description = "a payload does not follow its kind's schema, or a dependency does not exist", body = crate::error::ErrorBody),
+    ),
+)]
 async fn submit_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -291,12 +366,15 @@ async fn submit_batch(
     check_kinds_allowed(&state, who, &body.tasks)?;
     let summaries = state.queue.submit(&who.name(), body.tasks).await?;
     state.metrics.submitted.inc_by(summaries.iter().filter(|s| s.created).count() as u64);
-    Ok((StatusCode::CREATED, Json(json!({ "tasks": summaries }))).into_response())
+    Ok((StatusCode::CREATED, Json(SubmittedBatch { tasks: summaries })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only tasks in this state.
+    #[param(value_type = Option<TaskState>)]
     state: Option<String>,
     kind: Option<String>,
     #[serde(default)]
@@ -305,6 +383,16 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    summary = "Lists tasks, newest first, a page at a time.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of tasks", body = TaskPage),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -335,7 +423,7 @@ async fn list(
         .filter(|t| sees_task(&who, &t.kind, &t.payload))
         .map(TaskView::from)
         .collect();
-    Ok(Json(json!({ "tasks": views, "next_before": next })).into_response())
+    Ok(Json(TaskPage { tasks: views, next_before: next }).into_response())
 }
 
 fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
@@ -343,13 +431,25 @@ fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
         .map_err(|e: dreamos_core::ParseError| ApiError::new(ErrorCode::BadRequest, e.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ShowQuery {
     /// Wait up to this long for the task to finish before answering.
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}",
+    tag = "tasks",
+    summary = "One task with its history; `wait_ms` waits for it to finish.",
+    params(("id" = i64, Path, minimum = 1, description = "the task's id"), ShowQuery),
+    responses(
+        (status = 200, description = "the task", body = TaskDetail),
+        (status = 404, description = "no such task (or not visible to this token)", body = crate::error::ErrorBody),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -375,6 +475,18 @@ async fn show(
     Ok(Json(TaskDetail { task: TaskView::from(task), history }).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/cancel",
+    tag = "tasks",
+    summary = "Cancels a task (a running one is asked to stop).",
+    params(("id" = i64, Path, minimum = 1, description = "the task's id")),
+    responses(
+        (status = 200, description = "the task after the request", body = TaskView),
+        (status = 404, description = "no such task", body = crate::error::ErrorBody),
+        (status = 409, description = "the task has finished", body = crate::error::ErrorBody),
+    ),
+)]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -387,6 +499,18 @@ async fn cancel(
     task_response(&state, id).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/retry",
+    tag = "tasks",
+    summary = "Runs a failed, dead-lettered or cancelled task again.",
+    params(("id" = i64, Path, minimum = 1, description = "the task's id")),
+    responses(
+        (status = 200, description = "the task after the request", body = TaskView),
+        (status = 404, description = "no such task", body = crate::error::ErrorBody),
+        (status = 409, description = "the task cannot be retried in its state", body = crate::error::ErrorBody),
+    ),
+)]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -434,6 +558,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(scan_error)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workspaces",
+    tag = "workspaces",
+    summary = "The workspaces this token may see.",
+    responses(
+        (status = 200, description = "the workspaces", body = Object),
+    ),
+)]
 async fn list_workspaces(
     State(state): State<AppState>,
     caller: Caller,
@@ -445,7 +578,7 @@ async fn list_workspaces(
     Ok(Json(json!({ "workspaces": list })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddWorkspace {
     name: Option<String>,
@@ -466,6 +599,18 @@ async fn submit_index(state: &AppState, who: &Principal, name: &str) -> Result<T
     Ok(TaskView::from(task))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/workspaces",
+    tag = "workspaces",
+    summary = "Registers a source tree of the node's machine and starts indexing it.",
+    request_body = AddWorkspace,
+    responses(
+        (status = 201, description = "the workspace and its index task", body = Object),
+        (status = 404, description = "no such directory", body = crate::error::ErrorBody),
+        (status = 409, description = "the name is taken", body = crate::error::ErrorBody),
+    ),
+)]
 /// Registers a source tree of the node's machine as a workspace (admin: it lets the node
 /// read that tree) and starts indexing it.
 async fn add_workspace(
@@ -493,6 +638,18 @@ async fn add_workspace(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/workspaces/{name}",
+    tag = "workspaces",
+    summary = "Forgets a workspace and deletes its index.",
+    params(("name" = String, Path, description = "the workspace's name")),
+    responses(
+        (status = 200, description = "the removed workspace", body = Object),
+        (status = 404, description = "no such workspace", body = crate::error::ErrorBody),
+        (status = 409, description = "the workspace is being indexed", body = crate::error::ErrorBody),
+    ),
+)]
 async fn remove_workspace(
     State(state): State<AppState>,
     caller: Caller,
@@ -507,6 +664,17 @@ async fn remove_workspace(
     Ok(Json(json!({ "removed": { "name": ws.name, "root": ws.root } })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/workspaces/{name}/index",
+    tag = "workspaces",
+    summary = "Submits an `index` task for a workspace.",
+    params(("name" = String, Path, description = "the workspace's name")),
+    responses(
+        (status = 201, description = "the index task", body = Object),
+        (status = 404, description = "no such workspace", body = crate::error::ErrorBody),
+    ),
+)]
 async fn index_workspace(
     State(state): State<AppState>,
     caller: Caller,
@@ -523,8 +691,9 @@ async fn index_workspace(
     Ok((StatusCode::CREATED, Json(json!({ "task": task }))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
     q: String,
     workspace: Option<String>,
@@ -532,6 +701,17 @@ struct SearchQuery {
     offset: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    tag = "search",
+    summary = r#"Code search: words, identifiers, `"exact phrases"`, `/regex/`, with `lang:`, `path:`, `sym:` filters."#,
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "ranked hits", body = Object),
+        (status = 404, description = "no such workspace, or it has no index yet", body = crate::error::ErrorBody),
+    ),
+)]
 async fn search(
     State(state): State<AppState>,
     caller: Caller,

@@ -56,6 +56,15 @@ impl Cursor {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "system",
+    summary = "Server-Sent Events: task and agent changes this token may see.",
+    responses(
+        (status = 200, description = "an endless event stream", content_type = "text/event-stream", body = String),
+    ),
+)]
 pub async fn events(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let who = caller.require(Role::Viewer, "follow events")?.clone();
     let store = state.queue.store().clone();

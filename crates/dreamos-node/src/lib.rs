@@ -27,6 +27,7 @@ pub mod exec;
 pub mod limits;
 pub mod metrics;
 mod node;
+pub mod openapi;
 pub mod orchestrator;
 pub mod protocol;
 mod tls;

@@ -16,7 +16,6 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use dreamos_core::{Completion, ErrorCode, Outcome, Progress, Task, TaskError, TaskId};
 use dreamos_store::{
     AgentAnswer, AgentOp, AgentRecord, AgentState, Audience, Capability, ClaimRequest, Control,
@@ -25,6 +24,8 @@ use dreamos_store::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{AppState, Caller};
 use crate::auth::{self, Role};
@@ -42,24 +43,24 @@ const REDELIVER_MS: i64 = 30_000;
 /// Longest long-poll.
 const MAX_CLAIM_WAIT_MS: u64 = 60_000;
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/agent/v1/register", post(register))
-        .route("/agent/v1/me", get(me))
-        .route("/agent/v1/heartbeat", post(heartbeat))
-        .route("/agent/v1/claim", post(claim))
-        .route("/agent/v1/tasks/{id}/progress", post(progress))
-        .route("/agent/v1/tasks/{id}/complete", post(complete))
-        .route("/agent/v1/tasks/{id}/fail", post(fail))
-        .route("/agent/v1/reports", post(reports))
-        .route("/agent/v1/tasks/{id}/children", post(children))
-        .route("/agent/v1/messages", post(agent_send).get(agent_inbox))
-        .route("/agent/v1/messages/ack", post(agent_ack))
-        .route("/api/v1/agents", post(create_agent).get(list_agents))
-        .route("/api/v1/agents/broadcast", post(operator_broadcast))
-        .route("/api/v1/agents/{id}", get(show_agent))
-        .route("/api/v1/agents/{id}/{action}", post(control_agent))
-        .route("/api/v1/messages", get(operator_inbox))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(me))
+        .routes(routes!(heartbeat))
+        .routes(routes!(claim))
+        .routes(routes!(progress))
+        .routes(routes!(complete))
+        .routes(routes!(fail))
+        .routes(routes!(reports))
+        .routes(routes!(children))
+        .routes(routes!(agent_send, agent_inbox))
+        .routes(routes!(agent_ack))
+        .routes(routes!(create_agent, list_agents))
+        .routes(routes!(operator_broadcast))
+        .routes(routes!(show_agent))
+        .routes(routes!(control_agent))
+        .routes(routes!(operator_inbox))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -78,22 +79,38 @@ struct Schemas {
     children: jsonschema::Validator,
 }
 
-fn compile(text: &str) -> jsonschema::Validator {
+/// The protocol's messages and their JSON Schemas (docs/protocol/<name>.schema.json); the
+/// OpenAPI document carries them too.
+pub(crate) const MESSAGE_SCHEMAS: [(&str, &str); 10] = [
+    ("register", include_str!("../../../docs/protocol/register.schema.json")),
+    ("heartbeat", include_str!("../../../docs/protocol/heartbeat.schema.json")),
+    ("claim", include_str!("../../../docs/protocol/claim.schema.json")),
+    ("progress", include_str!("../../../docs/protocol/progress.schema.json")),
+    ("complete", include_str!("../../../docs/protocol/complete.schema.json")),
+    ("fail", include_str!("../../../docs/protocol/fail.schema.json")),
+    ("message", include_str!("../../../docs/protocol/message.schema.json")),
+    ("ack", include_str!("../../../docs/protocol/ack.schema.json")),
+    ("reports", include_str!("../../../docs/protocol/reports.schema.json")),
+    ("children", include_str!("../../../docs/protocol/children.schema.json")),
+];
+
+fn compile(name: &str) -> jsonschema::Validator {
+    let (_, text) = MESSAGE_SCHEMAS.iter().find(|(n, _)| *n == name).expect("a known message");
     let schema: Value = serde_json::from_str(text).expect("protocol schemas are valid JSON");
     jsonschema::validator_for(&schema).expect("protocol schemas compile")
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
-    register: compile(include_str!("../../../docs/protocol/register.schema.json")),
-    heartbeat: compile(include_str!("../../../docs/protocol/heartbeat.schema.json")),
-    claim: compile(include_str!("../../../docs/protocol/claim.schema.json")),
-    progress: compile(include_str!("../../../docs/protocol/progress.schema.json")),
-    complete: compile(include_str!("../../../docs/protocol/complete.schema.json")),
-    fail: compile(include_str!("../../../docs/protocol/fail.schema.json")),
-    message: compile(include_str!("../../../docs/protocol/message.schema.json")),
-    ack: compile(include_str!("../../../docs/protocol/ack.schema.json")),
-    reports: compile(include_str!("../../../docs/protocol/reports.schema.json")),
-    children: compile(include_str!("../../../docs/protocol/children.schema.json")),
+    register: compile("register"),
+    heartbeat: compile("heartbeat"),
+    claim: compile("claim"),
+    progress: compile("progress"),
+    complete: compile("complete"),
+    fail: compile("fail"),
+    message: compile("message"),
+    ack: compile("ack"),
+    reports: compile("reports"),
+    children: compile("children"),
 });
 
 /// Parses a body that must follow `schema`.
@@ -184,6 +201,16 @@ struct RegisterBody {
     slots: Option<u32>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/register",
+    tag = "agent protocol",
+    summary = "An agent announces its protocol version, capabilities, labels and slots.",
+    request_body = ref("#/components/schemas/protocol.register"),
+    responses(
+        (status = 200, description = "registered", body = Object),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,6 +265,15 @@ async fn register(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/agent/v1/me",
+    tag = "agent protocol",
+    summary = "The calling agent's record.",
+    responses(
+        (status = 200, description = "the agent", body = Object),
+    ),
+)]
 /// The agent's own record: what it was granted (capabilities, labels, slots) and its state.
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let id = agent_id(&caller)?;
@@ -257,6 +293,16 @@ struct HeartbeatBody {
     running: Vec<RunningTask>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/heartbeat",
+    tag = "agent protocol",
+    summary = "Keeps the agent alive and its leases extended; the answer carries cancellations and controls.",
+    request_body = ref("#/components/schemas/protocol.heartbeat"),
+    responses(
+        (status = 200, description = "instructions for the agent", body = Object),
+    ),
+)]
 async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
@@ -319,6 +365,17 @@ pub fn task_for_agent(t: &Task) -> Value {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/claim",
+    tag = "agent protocol",
+    summary = "Long-polls for tasks matching the agent's capabilities.",
+    request_body = ref("#/components/schemas/protocol.claim"),
+    responses(
+        (status = 200, description = "claimed tasks with their fences (possibly none)", body = Object),
+        (status = 409, description = "the agent is draining or stopped", body = crate::error::ErrorBody),
+    ),
+)]
 async fn claim(
     State(state): State<AppState>,
     caller: Caller,
@@ -357,6 +414,19 @@ struct ProgressBody {
     message: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/tasks/{id}/progress",
+    tag = "agent protocol",
+    summary = "Reports progress on a held task.",
+    request_body = ref("#/components/schemas/protocol.progress"),
+    params(("id" = i64, Path, minimum = 1, description = "the held task's id")),
+    responses(
+        (status = 200, description = "recorded; says whether cancellation was requested", body = Object),
+        (status = 404, description = "no such task", body = crate::error::ErrorBody),
+        (status = 409, description = "stale fence: the agent no longer holds the task", body = crate::error::ErrorBody),
+    ),
+)]
 async fn progress(
     State(state): State<AppState>,
     caller: Caller,
@@ -405,6 +475,19 @@ async fn report(state: &AppState, agent: &str, report: Completion) -> Result<Res
     Ok(Json(json!({ "state": task_state })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/tasks/{id}/complete",
+    tag = "agent protocol",
+    summary = "Completes a held task with its result.",
+    request_body = ref("#/components/schemas/protocol.complete"),
+    params(("id" = i64, Path, minimum = 1, description = "the held task's id")),
+    responses(
+        (status = 200, description = "the task's new state", body = Object),
+        (status = 404, description = "no such task", body = crate::error::ErrorBody),
+        (status = 409, description = "stale fence: the agent no longer holds the task", body = crate::error::ErrorBody),
+    ),
+)]
 async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -417,6 +500,19 @@ async fn complete(
     report(&state, &id, Completion { task_id: TaskId(raw), fence: body.fence, outcome }).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/tasks/{id}/fail",
+    tag = "agent protocol",
+    summary = "Fails an attempt of a held task (retried by the task's policy).",
+    request_body = ref("#/components/schemas/protocol.fail"),
+    params(("id" = i64, Path, minimum = 1, description = "the held task's id")),
+    responses(
+        (status = 200, description = "the task's new state", body = Object),
+        (status = 404, description = "no such task", body = crate::error::ErrorBody),
+        (status = 409, description = "stale fence: the agent no longer holds the task", body = crate::error::ErrorBody),
+    ),
+)]
 async fn fail(
     State(state): State<AppState>,
     caller: Caller,
@@ -444,6 +540,16 @@ struct ReportsBody {
     reports: Vec<ReportItem>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/reports",
+    tag = "agent protocol",
+    summary = "Many completions and failures in one request.",
+    request_body = ref("#/components/schemas/protocol.reports"),
+    responses(
+        (status = 200, description = "one outcome per report", body = Object),
+    ),
+)]
 /// Several reports at once (what a busy agent sends): one answer per report, in order.
 async fn reports(
     State(state): State<AppState>,
@@ -486,6 +592,20 @@ struct ChildrenBody {
     tasks: Vec<dreamos_queue::SubmitRequest>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/tasks/{id}/children",
+    tag = "agent protocol",
+    summary = "Fans a held task out into child tasks; the parent waits for them.",
+    request_body = ref("#/components/schemas/protocol.children"),
+    params(("id" = i64, Path, minimum = 1, description = "the held task's id")),
+    responses(
+        (status = 201, description = "the children's ids", body = Object),
+        (status = 404, description = "no such task", body = crate::error::ErrorBody),
+        (status = 409, description = "stale fence: the agent no longer holds the task", body = crate::error::ErrorBody),
+        (status = 422, description = "a child's payload does not follow its kind's schema", body = crate::error::ErrorBody),
+    ),
+)]
 /// Fan-out: the running task spawns child tasks and stops running; the node completes it with
 /// the children's results when they have all succeeded (fan-in), or fails it if one fails.
 async fn children(
@@ -561,6 +681,17 @@ async fn send(state: &AppState, sender: String, m: MessageBody) -> Result<Respon
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/messages",
+    tag = "agent protocol",
+    summary = "Sends a message to an agent, or broadcasts it.",
+    request_body = ref("#/components/schemas/protocol.message"),
+    responses(
+        (status = 201, description = "the message ids", body = Object),
+        (status = 404, description = "no such recipient", body = crate::error::ErrorBody),
+    ),
+)]
 async fn agent_send(
     State(state): State<AppState>,
     caller: Caller,
@@ -571,8 +702,9 @@ async fn agent_send(
     send(&state, id, body).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct InboxQuery {
     max: Option<usize>,
 }
@@ -585,6 +717,16 @@ async fn inbox(state: &AppState, recipient: String, max: usize) -> Result<Vec<Me
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/agent/v1/messages",
+    tag = "agent protocol",
+    summary = "The calling agent's unacknowledged messages.",
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "messages", body = Object),
+    ),
+)]
 async fn agent_inbox(
     State(state): State<AppState>,
     caller: Caller,
@@ -601,6 +743,16 @@ struct AckBody {
     ids: Vec<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/agent/v1/messages/ack",
+    tag = "agent protocol",
+    summary = "Acknowledges messages so they are not delivered again.",
+    request_body = ref("#/components/schemas/protocol.ack"),
+    responses(
+        (status = 200, description = "how many were acknowledged", body = Object),
+    ),
+)]
 async fn agent_ack(
     State(state): State<AppState>,
     caller: Caller,
@@ -633,7 +785,7 @@ pub fn agent_view(a: &AgentRecord) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateAgent {
     name: String,
@@ -650,6 +802,17 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents",
+    tag = "agents",
+    summary = "Creates an agent identity and its credential (shown once).",
+    request_body = CreateAgent,
+    responses(
+        (status = 201, description = "the agent and its token", body = Object),
+        (status = 409, description = "the name is taken", body = crate::error::ErrorBody),
+    ),
+)]
 async fn create_agent(
     State(state): State<AppState>,
     caller: Caller,
@@ -711,6 +874,15 @@ fn valid_capability(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    tag = "agents",
+    summary = "Every agent with its state and running tasks.",
+    responses(
+        (status = 200, description = "the agents", body = Object),
+    ),
+)]
 async fn list_agents(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Viewer, "list agents")?;
     let agents = all_agents(&state).await?;
@@ -743,6 +915,17 @@ async fn resolve(state: &AppState, key: &str) -> Result<AgentRecord, ApiError> {
         .ok_or_else(|| StoreError::AgentNotFound(key.to_string()).into())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{id}",
+    tag = "agents",
+    summary = "One agent (by id or name) with its history.",
+    params(("id" = String, Path, description = "the agent's id or name")),
+    responses(
+        (status = 200, description = "the agent", body = Object),
+        (status = 404, description = "no such agent", body = crate::error::ErrorBody),
+    ),
+)]
 async fn show_agent(
     State(state): State<AppState>,
     caller: Caller,
@@ -767,7 +950,7 @@ async fn show_agent(
     Ok(Json(view).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OperatorMessage {
     text: Option<String>,
@@ -788,13 +971,31 @@ impl OperatorMessage {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/{action}",
+    tag = "agents",
+    summary = "Drains, resumes, stops or restarts an agent, or sends it a message (`messages`, optionally waiting for the reply).",
+    request_body(content = Option<OperatorMessage>, description = "for `messages` only"),
+    params(
+        ("id" = String, Path, description = "the agent's id or name"),
+        ("action" = String, Path, description = "drain, resume, stop, restart or messages"),
+    ),
+    responses(
+        (status = 200, description = "the agent after the request, or the message's reply", body = Object),
+        (status = 201, description = "the message ids (`messages` without waiting)", body = Object),
+        (status = 404, description = "no such agent or action", body = crate::error::ErrorBody),
+        (status = 409, description = "the agent cannot take that control in its state", body = crate::error::ErrorBody),
+    ),
+)]
 async fn control_agent(
     State(state): State<AppState>,
     caller: Caller,
     Path((key, action)): Path<(String, String)>,
-    body: Option<Json<OperatorMessage>>,
+    body: Result<Option<Json<OperatorMessage>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let who = caller.require(Role::Operator, "control agents")?.name();
+    let body = body?;
     let agent = resolve(&state, &key).await?;
     let control = match action.as_str() {
         "drain" => Control::Drain,
@@ -865,6 +1066,16 @@ async fn message_agent(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/broadcast",
+    tag = "agents",
+    summary = "Sends a message to every agent, or to those with a capability.",
+    request_body = OperatorMessage,
+    responses(
+        (status = 201, description = "the message ids", body = Object),
+    ),
+)]
 async fn operator_broadcast(
     State(state): State<AppState>,
     caller: Caller,
@@ -883,6 +1094,16 @@ async fn operator_broadcast(
     send(&state, operator_address(&who), body).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages",
+    tag = "agents",
+    summary = "Replies sent to the caller by agents (acknowledged on reading).",
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "messages", body = Object),
+    ),
+)]
 async fn operator_inbox(
     State(state): State<AppState>,
     caller: Caller,

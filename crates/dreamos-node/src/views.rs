@@ -5,20 +5,21 @@ use std::time::{Duration, UNIX_EPOCH};
 use dreamos_core::{Lease, Priority, Progress, Task, TaskError, TaskEvent, TaskId, TaskState};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 pub fn time(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeaseView {
     pub holder: String,
     pub fence: i64,
     pub expires_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
     pub id: TaskId,
     pub kind: String,
@@ -77,9 +78,10 @@ impl From<Task> for TaskView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     pub at: String,
+    #[schema(value_type = String)]
     pub event: &'static str,
     pub attempt: u32,
     pub actor: String,
@@ -99,9 +101,30 @@ impl From<TaskEvent> for EventView {
 }
 
 /// A task with its history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskView,
     pub history: Vec<EventView>,
+}
+
+/// The answer to a submission: the task, and whether it was created (false when an
+/// idempotency key matched an earlier task, which is returned instead).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Submitted {
+    pub created: bool,
+    pub task: TaskView,
+}
+
+/// The answer to a batch submission, in the order of the request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmittedBatch {
+    pub tasks: Vec<dreamos_core::TaskSummary>,
+}
+
+/// A page of tasks, newest first; `next_before` continues the listing (`?before=`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskView>,
+    pub next_before: Option<TaskId>,
 }

@@ -215,20 +215,21 @@ async fn roles_decide_who_may_do_what() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
-/// The permission matrix of docs/security.md, checked for every route and every role: a role
-/// below the row's is refused (403), a role at or above it is not (whatever else the request
-/// then meets: 404 for a missing agent, 400 for a bad body).
-#[tokio::test]
-async fn permission_matrix_is_enforced_route_by_route() {
+/// One row per route of the permission matrix (docs/security.md): method, a path that reaches
+/// the route, a body, and the least role that may use it (`None`: only agents). `/healthz` and
+/// the endless event stream are checked on their own.
+type Row = (&'static str, &'static str, Option<&'static str>, Option<Role>);
+
+fn matrix() -> Vec<Row> {
     use Role::*;
-    let api = Api::new().await;
     let task = r#"{"kind":"noop"}"#;
     let batch = r#"{"tasks":[{"kind":"noop"}]}"#;
     let text = r#"{"text":"hi"}"#;
     // method, path, body, who may (None: only agents)
-    let rows: Vec<(&str, &str, Option<&str>, Option<Role>)> = vec![
+    vec![
         ("GET", "/metrics", None, Some(Viewer)),
         ("GET", "/api/v1/status", None, Some(Viewer)),
+        ("GET", "/api/v1/openapi.json", None, Some(Viewer)),
         ("GET", "/api/v1/kinds", None, Some(Viewer)),
         ("GET", "/api/v1/tasks", None, Some(Viewer)),
         ("GET", "/api/v1/tasks/1", None, Some(Viewer)),
@@ -283,7 +284,17 @@ async fn permission_matrix_is_enforced_route_by_route() {
         ("GET", "/agent/v1/messages", None, None),
         ("GET", "/agent/v1/me", None, None),
         ("POST", "/agent/v1/messages/ack", Some(r#"{"ids":[1]}"#), None),
-    ];
+    ]
+}
+
+/// The permission matrix of docs/security.md, checked for every route and every role: a role
+/// below the row's is refused (403), a role at or above it is not (whatever else the request
+/// then meets: 404 for a missing agent, 400 for a bad body).
+#[tokio::test]
+async fn permission_matrix_is_enforced_route_by_route() {
+    use Role::*;
+    let api = Api::new().await;
+    let rows = matrix();
     for (method, path, body, least) in rows {
         for role in [Viewer, Operator, Admin, Agent] {
             let allowed = match least {
@@ -440,4 +451,75 @@ fn arbitrary_bodies_never_crash_the_api() {
         let (status, answer) = runtime.block_on(api.send("POST", path, Some(api.token(role)), Some(&body)));
         prop_assert!(status.as_u16() < 500, "{path} answered {status} to {body:?}: {answer}");
     });
+}
+
+/// Whether a concrete request path reaches an OpenAPI path template.
+fn reaches(template: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap();
+    let (a, b): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    a.len() == b.len() && a.iter().zip(&b).all(|(t, p)| t.starts_with('{') || t == p)
+}
+
+/// The OpenAPI document describes every route the node serves, and nothing it does not: each
+/// row of the permission matrix (plus `/healthz` and the event stream) is one documented
+/// operation, and each documented operation is one row. Every operation but `/healthz` asks for
+/// the bearer token and documents the error answers it can give, in the one error shape.
+#[tokio::test]
+async fn openapi_document_describes_every_route() {
+    let api = Api::new().await;
+    let (status, doc) =
+        api.send("GET", "/api/v1/openapi.json", Some(api.token(Role::Viewer)), None).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut routes: Vec<(&str, &str)> = matrix().iter().map(|(m, p, _, _)| (*m, *p)).collect();
+    routes.extend([("GET", "/healthz"), ("GET", "/api/v1/events")]);
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (template, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            documented.push((method.to_uppercase(), template.clone()));
+            let responses = operation["responses"].as_object().unwrap();
+            if template != "/healthz" {
+                assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{template}");
+                for status in ["401", "403", "429"] {
+                    let schema = &responses[status]["content"]["application/json"]["schema"];
+                    assert_eq!(schema["$ref"], "#/components/schemas/ErrorBody", "{template}");
+                }
+            }
+            assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {template}");
+        }
+    }
+    for (method, path) in &routes {
+        let found = documented.iter().filter(|(m, t)| m == method && reaches(t, path)).count();
+        assert_eq!(found, 1, "{method} {path} is not documented exactly once");
+    }
+    for (method, template) in &documented {
+        assert!(
+            routes.iter().any(|(m, p)| m == method && reaches(template, p)),
+            "{method} {template} is documented but no route of the matrix reaches it"
+        );
+    }
+    // The protocol's messages are described by the schemas the node validates them with.
+    let claim = &doc["paths"]["/agent/v1/claim"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    assert_eq!(claim, "#/components/schemas/protocol.claim");
+    assert_eq!(doc["components"]["schemas"]["protocol.claim"]["required"], json!(["max"]));
+    let (status, _) = api.send("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Failures the handlers never see (a path segment that does not parse, a method the route
+/// lacks) still answer in the one error shape.
+#[tokio::test]
+async fn errors_outside_the_handlers_keep_the_error_shape() {
+    let api = Api::new().await;
+    let agent = Some(api.token(Role::Agent));
+    let (status, body) = api
+        .send("POST", "/agent/v1/tasks/not-a-number/progress", agent, Some(r#"{"fence":1}"#))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "bad_request", "{body}");
+    let (status, body) = api.send("PUT", "/api/v1/tasks", Some(api.token(Role::Admin)), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
 }
