@@ -88,9 +88,23 @@ enum Command {
     /// The hash-chained audit log: tail, search, verify (admin).
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// The Discord bot: `discord register` registers its slash commands.
+    #[command(subcommand)]
+    Discord(DiscordCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DiscordCommand {
+    /// Register the slash commands (a bulk overwrite): in these guilds (instant), or in the
+    /// configured `discord_guilds`, or globally when there are none.
+    Register {
+        /// A guild id (repeatable).
+        #[arg(long = "guild")]
+        guilds: Vec<u64>,
+    },
 }
 
 #[derive(Args)]
@@ -234,6 +248,24 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Bench(ref command) => bench::run(command).await.map(|()| 0),
+        Command::Discord(DiscordCommand::Register { ref guilds }) => {
+            let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
+            let Some(discord) = config.discord else {
+                anyhow::bail!(
+                    "Discord is not configured: set discord_application_id and discord_token \
+                     (DREAMOS_DISCORD_APPLICATION_ID, DREAMOS_DISCORD_TOKEN)"
+                );
+            };
+            let guilds = if guilds.is_empty() { discord.guilds.clone() } else { guilds.clone() };
+            let n = dreamos_node::discord::register(&discord, &guilds).await?;
+            match guilds.as_slice() {
+                [] => {
+                    println!("registered {n} commands globally (they may take an hour to appear)")
+                }
+                g => println!("registered {n} commands in {} guild(s)", g.len()),
+            }
+            Ok(0)
+        }
         Command::Status => {
             let v = client(&cli)?.get("/api/v1/status").await?;
             output::status(&v, cli.json);

@@ -39,6 +39,8 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenCache>,
     /// Becomes true when the API closes: open event streams end.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The Discord bot, when configured: it serves `POST /discord/interactions`.
+    pub discord: Option<Arc<crate::discord::Discord>>,
 }
 
 /// Largest request body: a batch of tasks.
@@ -70,7 +72,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (routes, _) = routes().split_for_parts();
+    let (mut routes, _) = routes().split_for_parts();
+    if let Some(discord) = &state.discord {
+        // Discord's own protocol (signed by Discord, not a bearer token): outside the
+        // OpenAPI document and the audit middleware; refusals are audited by the bot.
+        discord.attach(&state);
+        routes = routes
+            .route("/discord/interactions", axum::routing::post(crate::discord::interactions));
+    }
     routes
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::middleware))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })

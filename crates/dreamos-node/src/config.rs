@@ -81,6 +81,24 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Most tasks of a kind running at once across all agents, e.g. `{ exec = 4 }`.
     pub kind_limits: Option<std::collections::BTreeMap<String, usize>>,
+    /// Discord: the bot's token (keep it in `DREAMOS_DISCORD_TOKEN`, not in a file). Never
+    /// logged or shown.
+    pub discord_token: Option<String>,
+    /// Discord: the application id. With it and the public key, the node serves
+    /// `POST /discord/interactions`.
+    pub discord_application_id: Option<u64>,
+    /// Discord: the application's public key (hex), to verify interaction signatures.
+    pub discord_public_key: Option<String>,
+    /// Discord: guilds to register the commands in (instant); none: globally.
+    pub discord_guilds: Option<Vec<u64>>,
+    /// Discord: the channel notifications go to.
+    pub discord_channel: Option<u64>,
+    /// Discord: role ids and the Dream.OS role they give, e.g. `{ "1234" = "operator" }`
+    /// (env: `1234=operator,5678=admin`). A member with none of them may do nothing.
+    pub discord_roles: Option<std::collections::BTreeMap<String, String>>,
+    /// Discord: REST API at `HOST:PORT` over plain HTTP instead of discord.com (the tests'
+    /// simulator).
+    pub discord_api: Option<String>,
 }
 
 /// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
@@ -126,6 +144,78 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub kind_limits: std::collections::BTreeMap<String, usize>,
+    /// Present when Discord is configured (an application id, and a token or a public key).
+    pub discord: Option<DiscordConfig>,
+}
+
+/// Discord, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscordConfig {
+    pub token: Option<Secret>,
+    pub application_id: u64,
+    pub public_key: Option<String>,
+    pub guilds: Vec<u64>,
+    pub channel: Option<u64>,
+    /// Discord role id -> `viewer`, `operator` or `admin`.
+    pub roles: std::collections::BTreeMap<u64, crate::auth::Role>,
+    pub api: Option<String>,
+}
+
+/// A secret: shown and logged as `***`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+fn resolve_discord(c: &FileConfig) -> Result<Option<DiscordConfig>, ConfigError> {
+    let Some(application_id) = c.discord_application_id else {
+        if c.discord_token.is_some() || c.discord_public_key.is_some() {
+            return Err(ConfigError(
+                "discord_application_id is needed with a Discord token or public key".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(key) = &c.discord_public_key
+        && (key.len() != 64 || hex::decode(key).is_err())
+    {
+        return Err(ConfigError(
+            "discord_public_key must be the application's public key: 64 hex digits".into(),
+        ));
+    }
+    let mut roles = std::collections::BTreeMap::new();
+    for (id, role) in c.discord_roles.clone().unwrap_or_default() {
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("discord_roles: `{id}` is not a Discord role id")))?;
+        let role: crate::auth::Role = role
+            .parse()
+            .map_err(|e: String| ConfigError(format!("discord_roles: role id {id}: {e}")))?;
+        if role == crate::auth::Role::Agent {
+            return Err(ConfigError("discord_roles: Discord members cannot be agents".into()));
+        }
+        roles.insert(id, role);
+    }
+    Ok(Some(DiscordConfig {
+        token: c.discord_token.clone().map(Secret),
+        application_id,
+        public_key: c.discord_public_key.clone(),
+        guilds: c.discord_guilds.clone().unwrap_or_default(),
+        channel: c.discord_channel,
+        roles,
+        api: c.discord_api.clone(),
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +254,7 @@ impl Config {
     }
 
     fn resolve(data_dir: &Path, c: FileConfig) -> Result<Self, ConfigError> {
+        let discord = resolve_discord(&c)?;
         let listen_text = c.listen.unwrap_or_else(|| "127.0.0.1:7700".into());
         let listen = listen_text
             .parse()
@@ -182,6 +273,7 @@ impl Config {
             ));
         }
         Ok(Self {
+            discord,
             data_dir: data_dir.to_path_buf(),
             listen,
             agents: c.agents.unwrap_or(cores),
@@ -281,6 +373,29 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(max_connections, "DREAMOS_MAX_CONNECTIONS", parse);
     env!(tls_cert, "DREAMOS_TLS_CERT", parse);
     env!(tls_key, "DREAMOS_TLS_KEY", parse);
+    env!(discord_token, "DREAMOS_DISCORD_TOKEN", parse);
+    env!(discord_application_id, "DREAMOS_DISCORD_APPLICATION_ID", parse);
+    env!(discord_public_key, "DREAMOS_DISCORD_PUBLIC_KEY", parse);
+    env!(discord_channel, "DREAMOS_DISCORD_CHANNEL", parse);
+    env!(discord_api, "DREAMOS_DISCORD_API", parse);
+    if let Some(v) = get("DREAMOS_DISCORD_GUILDS") {
+        let ids: Vec<String> = list(v);
+        c.discord_guilds = Some(
+            ids.into_iter()
+                .map(|id| parse("DREAMOS_DISCORD_GUILDS", id))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    if let Some(v) = get("DREAMOS_DISCORD_ROLES") {
+        let mut roles = std::collections::BTreeMap::new();
+        for pair in list(v) {
+            let (id, role) = pair.split_once('=').ok_or_else(|| {
+                ConfigError(format!("DREAMOS_DISCORD_ROLES: `{pair}` is not ROLE_ID=ROLE"))
+            })?;
+            roles.insert(id.trim().to_string(), role.trim().to_string());
+        }
+        c.discord_roles = Some(roles);
+    }
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 mod code;
 pub mod config;
+pub mod discord;
 mod error;
 mod events;
 pub mod exec;

@@ -114,7 +114,20 @@ impl Node {
             config.agents,
         );
         let (http_stop, http_stop_rx) = watch::channel(false);
+        let discord = match &config.discord {
+            Some(d) => {
+                if d.public_key.is_none() {
+                    tracing::warn!(
+                        "Discord: no public key configured, so no interactions endpoint; set \
+                         discord_public_key (DREAMOS_DISCORD_PUBLIC_KEY)"
+                    );
+                }
+                Some(crate::discord::Discord::start(d.clone(), &store).await?)
+            }
+            None => None,
+        };
         let state = AppState {
+            discord,
             queue: queue.clone(),
             metrics,
             config: config.clone(),

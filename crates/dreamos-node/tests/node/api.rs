@@ -53,6 +53,7 @@ impl Api {
             limits: Default::default(),
             tokens: Default::default(),
             closing: tokio::sync::watch::channel(false).1,
+            discord: None,
             node_id: "test".into(),
             started: Instant::now(),
             workspaces: Arc::new(dreamos_node::workspaces::Workspaces::new(dir.path())),

@@ -3,6 +3,7 @@
 mod agents;
 mod api;
 mod code;
+mod discord;
 mod lifecycle;
 mod security;
 

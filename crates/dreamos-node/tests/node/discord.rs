@@ -1,0 +1,296 @@
+//! The Discord bot end to end: a real node, its HTTP interactions endpoint, twilight-http for
+//! follow-ups and notifications, and the local Discord simulator in place of Discord.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dreamos_discord_sim::{APPLICATION_ID, CHANNEL_ID, Simulator, check_message};
+use dreamos_node::Node;
+use serde_json::{Value, json};
+
+const VIEWER: u64 = 11;
+const OPERATOR: u64 = 22;
+const ADMIN: u64 = 33;
+
+struct Bot {
+    node: Node,
+    config: dreamos_node::Config,
+    sim: Simulator,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bot {
+    async fn start(workspace: Option<&Path>) -> Self {
+        let sim = Simulator::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "discord_application_id = {APPLICATION_ID}\n\
+             discord_public_key = \"{}\"\n\
+             discord_token = \"sim-bot-token\"\n\
+             discord_channel = {CHANNEL_ID}\n\
+             discord_api = \"{}\"\n\
+             exec_allow = [\"sleep\", \"printf\"]\n\
+             [discord_roles]\n\"{VIEWER}\" = \"viewer\"\n\"{OPERATOR}\" = \"operator\"\n\"{ADMIN}\" = \"admin\"\n",
+            sim.public_key_hex(),
+            sim.rest_proxy()
+        );
+        std::fs::write(dir.path().join("dreamos.toml"), toml).unwrap();
+        let mut config = crate::config(dir.path(), 2);
+        config.workspaces.extend(workspace.map(Path::to_path_buf));
+        let node = Node::start(config.clone()).await.unwrap();
+        let endpoint = format!("http://{}/discord/interactions", node.addr);
+        Self { node, config, sim, endpoint, _dir: dir }
+    }
+
+    /// Delivers a slash command as a member with `role`; the immediate answer.
+    async fn command(&self, name: &str, options: Value, role: u64) -> Value {
+        let interaction = self.sim.command(name, options, &[role]);
+        self.deliver(&interaction).await
+    }
+
+    async fn deliver(&self, interaction: &Value) -> Value {
+        let (status, answer, _) = self.sim.deliver(&self.endpoint, interaction).await;
+        assert_eq!(status, 200, "{answer}");
+        if let Some(data) = answer.get("data") {
+            check_message(data).unwrap_or_else(|e| panic!("breaks Discord's limits: {e}"));
+        }
+        answer
+    }
+}
+
+fn sub(name: &str, options: Value) -> Value {
+    json!([{ "type": 1, "name": name, "options": options }])
+}
+
+fn string(name: &str, value: &str) -> Value {
+    json!({ "type": 3, "name": name, "value": value })
+}
+
+fn embed_text(message: &Value) -> String {
+    message["embeds"].to_string()
+}
+
+/// Everything the simulator sends deserialises into twilight's model, so fixtures cannot
+/// drift from what the library accepts.
+#[tokio::test]
+async fn simulator_fixtures_are_what_twilight_reads() {
+    use twilight_model::application::interaction::Interaction;
+    let sim = Simulator::start().await;
+    for fixture in [
+        sim.ping(),
+        sim.command("task", sub("list", json!([])), &[VIEWER]),
+        sim.autocomplete(
+            "task",
+            sub("submit", json!([{ "type": 3, "name": "kind", "value": "no", "focused": true }])),
+            &[VIEWER],
+        ),
+        sim.button("search:1:1", &[VIEWER]),
+    ] {
+        serde_json::from_value::<Interaction>(fixture.clone())
+            .unwrap_or_else(|e| panic!("{e}: {fixture}"));
+    }
+}
+
+#[tokio::test]
+async fn ping_is_answered_and_a_bad_signature_is_refused() {
+    let bot = Bot::start(None).await;
+    let (status, answer, _) = bot.sim.deliver(&bot.endpoint, &bot.sim.ping()).await;
+    assert_eq!((status, answer), (200, json!({ "type": 1 })));
+    let (status, _) = bot.sim.deliver_forged(&bot.endpoint, &bot.sim.ping()).await;
+    assert_eq!(status, 401);
+    let command = bot.sim.command("task", sub("list", json!([])), &[ADMIN]);
+    let (status, _) = bot.sim.deliver_forged(&bot.endpoint, &command).await;
+    assert_eq!(status, 401, "a forged command is refused before it runs");
+    bot.node.shutdown().await.unwrap();
+}
+
+/// `/task submit` -> the queue -> a local agent runs it -> the reply shows the result, and the
+/// channel hears about it, mentioning who submitted it.
+#[tokio::test]
+async fn task_submit_runs_on_an_agent_and_notifies_the_submitter() {
+    let bot = Bot::start(None).await;
+    let answer =
+        bot.command("task", sub("submit", json!([string("kind", "noop")])), OPERATOR).await;
+    assert_eq!(answer["type"], 4, "{answer}");
+    let text = embed_text(&answer["data"]);
+    assert!(text.contains("succeeded"), "{text}");
+    let note = bot
+        .sim
+        .wait_for("the notification", |r| {
+            r.method == "POST" && r.path == format!("/channels/{CHANNEL_ID}/messages")
+        })
+        .await;
+    let content = note.body["content"].as_str().unwrap();
+    assert!(
+        content.contains("<@1100000000000000200>") && content.contains("succeeded"),
+        "{content}"
+    );
+    assert_eq!(note.status, 200);
+    assert_eq!(note.authorization.as_deref(), Some("Bot sim-bot-token"));
+    bot.node.shutdown().await.unwrap();
+}
+
+/// Work longer than about 2 s answers "deferred" first, then edits the original reply.
+#[tokio::test]
+async fn long_work_is_deferred_then_the_original_is_edited() {
+    let bot = Bot::start(None).await;
+    let payload = string("payload", r#"{"program":"sleep","args":["3"]}"#);
+    let answer =
+        bot.command("task", sub("submit", json!([string("kind", "exec"), payload])), ADMIN).await;
+    assert_eq!(answer["type"], 5, "deferred: {answer}");
+    let edit = bot
+        .sim
+        .wait_for("the edited reply", |r| {
+            r.method == "PATCH" && r.path.ends_with("/messages/@original")
+        })
+        .await;
+    assert_eq!(edit.status, 200, "{:?}", edit.refusal);
+    assert!(embed_text(&edit.body).contains("succeeded"), "{}", edit.body);
+    bot.node.shutdown().await.unwrap();
+}
+
+/// A 429 on a follow-up is waited out (no retry before `retry_after`), and the edit lands.
+#[tokio::test]
+async fn a_rate_limited_follow_up_waits_and_lands() {
+    let bot = Bot::start(None).await;
+    bot.sim.inject_rate_limit("/messages/@original", Duration::from_millis(700));
+    let payload = string("payload", r#"{"program":"sleep","args":["3"]}"#);
+    let answer =
+        bot.command("task", sub("submit", json!([string("kind", "exec"), payload])), ADMIN).await;
+    assert_eq!(answer["type"], 5, "{answer}");
+    let landed = bot
+        .sim
+        .wait_for("the edit after the 429", |r| {
+            r.path.ends_with("/messages/@original") && r.status == 200
+        })
+        .await;
+    assert!(embed_text(&landed.body).contains("succeeded"));
+    let limited = bot.sim.requests().iter().filter(|r| r.status == 429).count();
+    assert_eq!(limited, 1, "exactly the injected 429");
+    assert_eq!(bot.sim.violations(), Vec::<String>::new());
+    bot.node.shutdown().await.unwrap();
+}
+
+/// A viewer may look but not act: `/task cancel` is refused privately, and the refusal is in
+/// the audit log.
+#[tokio::test]
+async fn a_viewer_is_refused_task_cancel_privately_and_audited() {
+    let bot = Bot::start(None).await;
+    let cancel = sub("cancel", json!([{ "type": 4, "name": "id", "value": 1 }]));
+    let answer = bot.command("task", cancel.clone(), VIEWER).await;
+    assert_eq!(answer["type"], 4);
+    assert_eq!(answer["data"]["flags"], 64, "ephemeral: {answer}");
+    let content = answer["data"]["content"].as_str().unwrap();
+    assert!(content.contains("needs the operator role"), "{content}");
+    // A member with no mapped role may do nothing at all.
+    let answer = bot.command("help", json!([]), 999).await;
+    assert_eq!(answer["data"]["flags"], 64, "{answer}");
+    let filter = dreamos_store::AuditFilter { limit: 1_000, ..Default::default() };
+    let audit = bot.node.store.read_audit(filter).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.entry.action == "denied discord /task cancel"
+            && e.entry.actor.starts_with("discord:1100000000000000200")),
+        "{audit:#?}"
+    );
+    bot.node.shutdown().await.unwrap();
+}
+
+/// `/search` finds a symbol of an indexed workspace (through a `search` task an agent runs),
+/// renders file:line, the symbol and a code block, and pages with buttons.
+#[tokio::test]
+async fn search_finds_a_symbol_and_pages_with_buttons() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..8 {
+        std::fs::write(
+            src.path().join(format!("mod{i}.py")),
+            format!("def frobnicate_widget_{i}(x):\n    return frobnicate(x) + {i}\n"),
+        )
+        .unwrap();
+    }
+    let bot = Bot::start(Some(src.path())).await;
+    let filter = dreamos_store::TaskFilter { limit: 100, ..Default::default() };
+    let tasks = bot.node.store.list(&filter).await.unwrap();
+    // The workspace's index task must finish before searching it.
+    let index = tasks.iter().find(|t| t.kind == "index").expect("an index task").id;
+    let store = bot.node.store.clone();
+    let indexed = crate::eventually(Duration::from_secs(60), || {
+        let store = store.clone();
+        async move { store.get(index).await.unwrap().is_some_and(|t| t.state.is_terminal()) }
+    })
+    .await;
+    assert!(indexed, "the index task finished");
+    let answer = bot.command("search", json!([string("query", "frobnicate")]), VIEWER).await;
+    assert_eq!(answer["type"], 4, "{answer}");
+    let embed = &answer["data"]["embeds"][0];
+    let fields = embed["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 5, "a page of five: {embed}");
+    assert!(fields[0]["name"].as_str().unwrap().contains(".py:"), "{embed}");
+    assert!(fields[0]["value"].as_str().unwrap().starts_with("```python"), "{embed}");
+    let next = answer["data"]["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["label"] == "Next")
+        .expect("a Next button")["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page2 = bot.deliver(&bot.sim.button(&next, &[VIEWER])).await;
+    assert_eq!(page2["type"], 7, "the message is updated in place: {page2}");
+    let fields = page2["data"]["embeds"][0]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 3, "the other three");
+    bot.node.shutdown().await.unwrap();
+}
+
+/// An answer larger than Discord allows is cut to fit, never rejected.
+#[tokio::test]
+async fn an_oversized_result_fits_discords_limits() {
+    let bot = Bot::start(None).await;
+    let payload = string("payload", r#"{"program":"printf","args":["%09000d","0"]}"#);
+    let answer =
+        bot.command("task", sub("submit", json!([string("kind", "exec"), payload])), ADMIN).await;
+    // `deliver` checked the answer against Discord's limits; the result is shown, cut.
+    let text = embed_text(&answer["data"]);
+    assert!(text.contains("000000") && text.contains('…'), "{text}");
+    bot.node.shutdown().await.unwrap();
+}
+
+/// Autocomplete offers what exists; the read-only commands answer at once within limits.
+#[tokio::test]
+async fn autocomplete_and_the_read_only_commands() {
+    let bot = Bot::start(None).await;
+    let typing =
+        sub("submit", json!([{ "type": 3, "name": "kind", "value": "no", "focused": true }]));
+    let answer = bot.deliver(&bot.sim.autocomplete("task", typing, &[OPERATOR])).await;
+    assert_eq!(answer["type"], 8, "{answer}");
+    let choices = answer["data"]["choices"].as_array().unwrap();
+    assert!(choices.iter().any(|c| c["value"] == "noop"), "{answer}");
+    for (name, options) in [
+        ("help", json!([])),
+        ("system", sub("status", json!([]))),
+        ("system", sub("alerts", json!([]))),
+        ("agent", sub("status", json!([]))),
+        ("task", sub("list", json!([]))),
+    ] {
+        let answer = bot.command(name, options, VIEWER).await;
+        assert_eq!(answer["type"], 4, "/{name}: {answer}");
+        assert_ne!(answer["data"]["flags"], 64, "/{name} is not a refusal: {answer}");
+    }
+    bot.node.shutdown().await.unwrap();
+}
+
+/// `dreamos discord register` sends the whole command set in one bulk overwrite that
+/// Discord's registration limits accept.
+#[tokio::test]
+async fn the_command_set_registers_within_discords_limits() {
+    let bot = Bot::start(None).await;
+    let config = bot.config.discord.clone().unwrap();
+    let n =
+        dreamos_node::discord::register(&config, &[dreamos_discord_sim::GUILD_ID]).await.unwrap();
+    assert_eq!(n, 8);
+    let put = bot.sim.wait_for("the registration", |r| r.method == "PUT").await;
+    assert_eq!(put.status, 200, "{:?}", put.refusal);
+    assert!(put.path.ends_with("/commands") && put.path.contains("/guilds/"));
+    bot.node.shutdown().await.unwrap();
+}
