@@ -6,7 +6,10 @@
 //! signer that POSTs interactions to the bot's HTTP endpoint the way Discord does; and a record
 //! of every request, with a way to wait for one without sleeping.
 //!
-//! Point twilight-http at it with `Client::builder().proxy(sim.rest_proxy(), true)`.
+//! Point twilight-http at it with `Client::builder().proxy(sim.rest_proxy(), true)`, and
+//! twilight-gateway with `ConfigBuilder::proxy_url(sim.gateway_url())`.
+
+mod gateway;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -67,6 +70,7 @@ struct Shared {
 /// A running simulator. Dropping it stops the server.
 pub struct Simulator {
     addr: SocketAddr,
+    gateway: Arc<gateway::Gateway>,
     shared: Arc<Shared>,
     key: Ed25519KeyPair,
     http: reqwest::Client,
@@ -81,6 +85,11 @@ impl Drop for Simulator {
 
 impl Simulator {
     pub async fn start() -> Self {
+        Self::with_heartbeat(41_250).await
+    }
+
+    /// With the gateway asking for heartbeats every `heartbeat_ms` (Discord: 41,250).
+    pub async fn with_heartbeat(heartbeat_ms: u64) -> Self {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             changed: tokio::sync::watch::channel(0).0,
@@ -97,7 +106,59 @@ impl Simulator {
         });
         let seed: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
         let key = Ed25519KeyPair::from_seed_unchecked(&seed).expect("an Ed25519 seed");
-        Self { addr, shared, key, http: reqwest::Client::new(), server }
+        let gateway = gateway::Gateway::start(heartbeat_ms, shared.changed.clone()).await;
+        Self { addr, gateway, shared, key, http: reqwest::Client::new(), server }
+    }
+
+    /// `ws://host:port` of the gateway.
+    pub fn gateway_url(&self) -> String {
+        self.gateway.url()
+    }
+
+    /// Sends an interaction over the gateway as `INTERACTION_CREATE` (kept and replayed on
+    /// RESUME if the bot is away).
+    pub fn gateway_interaction(&self, interaction: Value) {
+        self.gateway.dispatch("INTERACTION_CREATE", interaction);
+    }
+
+    /// Asks the bot to reconnect (op 7).
+    pub fn gateway_reconnect(&self) {
+        self.gateway.send(json!({ "op": 7, "d": null }));
+    }
+
+    /// Tells the bot its session is invalid (op 9); not resumable: it must identify again.
+    pub fn gateway_invalid_session(&self) {
+        self.gateway.invalidate();
+        self.gateway.send(json!({ "op": 9, "d": false }));
+    }
+
+    /// Stops answering the current connection's heartbeats (a zombie connection).
+    pub fn gateway_silence_heartbeats(&self) {
+        self.gateway.silence_heartbeats();
+    }
+
+    /// Closes the connection with a close code.
+    pub fn gateway_close(&self, code: u16) {
+        self.gateway.close(code);
+    }
+
+    /// What the bot did on the gateway: `connect`, `identify`, `resume`, `heartbeat`, ...
+    pub fn gateway_log(&self) -> Vec<String> {
+        self.gateway.state.lock().unwrap().log.clone()
+    }
+
+    /// Waits (up to 60 s) until the gateway log holds `count` entries equal to `what`.
+    pub async fn wait_gateway(&self, what: &str, count: usize) {
+        let mut changed = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.gateway_log().iter().filter(|e| *e == what).count() < count {
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                panic!(
+                    "no {count} x `{what}` on the gateway within 60 s: {:?}",
+                    self.gateway_log()
+                );
+            }
+        }
     }
 
     /// `host:port` for twilight-http's `proxy(.., true)`.

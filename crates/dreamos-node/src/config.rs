@@ -99,6 +99,8 @@ pub struct FileConfig {
     /// Discord: REST API at `HOST:PORT` over plain HTTP instead of discord.com (the tests'
     /// simulator).
     pub discord_api: Option<String>,
+    /// Discord: the gateway's websocket URL instead of Discord's (the tests' simulator).
+    pub discord_gateway: Option<String>,
 }
 
 /// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
@@ -159,6 +161,7 @@ pub struct DiscordConfig {
     /// Discord role id -> `viewer`, `operator` or `admin`.
     pub roles: std::collections::BTreeMap<u64, crate::auth::Role>,
     pub api: Option<String>,
+    pub gateway: Option<String>,
 }
 
 /// A secret: shown and logged as `***`.
@@ -215,6 +218,7 @@ fn resolve_discord(c: &FileConfig) -> Result<Option<DiscordConfig>, ConfigError>
         channel: c.discord_channel,
         roles,
         api: c.discord_api.clone(),
+        gateway: c.discord_gateway.clone(),
     }))
 }
 
@@ -378,6 +382,7 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(discord_public_key, "DREAMOS_DISCORD_PUBLIC_KEY", parse);
     env!(discord_channel, "DREAMOS_DISCORD_CHANNEL", parse);
     env!(discord_api, "DREAMOS_DISCORD_API", parse);
+    env!(discord_gateway, "DREAMOS_DISCORD_GATEWAY", parse);
     if let Some(v) = get("DREAMOS_DISCORD_GUILDS") {
         let ids: Vec<String> = list(v);
         c.discord_guilds = Some(

@@ -126,6 +126,9 @@ impl Node {
             }
             None => None,
         };
+        if let Some(bot) = &discord {
+            bot.spawn_gateway(http_stop_rx.clone());
+        }
         let state = AppState {
             discord,
             queue: queue.clone(),

@@ -733,6 +733,80 @@ impl Discord {
         }
     }
 
+    /// Runs the gateway connection (when a bot token is configured) until `closing`:
+    /// interactions arriving over it go through the same pipeline as the HTTP endpoint's,
+    /// answered with an interaction callback. twilight's shard reconnects, resumes and
+    /// re-identifies by itself (RECONNECT, INVALID_SESSION, unanswered heartbeats).
+    pub fn spawn_gateway(self: &Arc<Self>, mut closing: tokio::sync::watch::Receiver<bool>) {
+        use twilight_gateway::{
+            ConfigBuilder, Event, EventTypeFlags, Intents, Shard, ShardId, StreamExt as _,
+        };
+        let Some(token) = self.config.token.clone() else { return };
+        let mut builder = ConfigBuilder::new(token.0, Intents::GUILDS);
+        if let Some(url) = &self.config.gateway {
+            builder = builder.proxy_url(url.clone());
+        }
+        let config = match &self.config.gateway {
+            // A local gateway: no identify spacing.
+            Some(_) => builder
+                .queue(twilight_gateway::queue::InMemoryQueue::new(1, 1_000, Duration::ZERO, 1_000))
+                .build(),
+            None => builder.build(),
+        };
+        let bot = self.clone();
+        tokio::spawn(async move {
+            let mut shard = Shard::with_config(ShardId::ONE, config);
+            let wanted = EventTypeFlags::INTERACTION_CREATE | EventTypeFlags::READY;
+            loop {
+                let item = tokio::select! {
+                    _ = closing.wait_for(|c| *c) => break,
+                    item = shard.next_event(wanted) => item,
+                };
+                match item {
+                    None => {
+                        tracing::error!("Discord gateway closed for good (a fatal close code)");
+                        break;
+                    }
+                    Some(Ok(Event::InteractionCreate(i))) => {
+                        let bot = bot.clone();
+                        tokio::spawn(async move {
+                            let (id, token) = (i.id, i.token.clone());
+                            let answer = bot.handle(i.0).await;
+                            bot.respond(id, &token, &answer).await;
+                        });
+                    }
+                    Some(Ok(Event::Ready(r))) => {
+                        tracing::info!(user = %r.user.name, "Discord gateway ready");
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "Discord gateway"),
+                }
+            }
+        });
+    }
+
+    /// Answers a gateway interaction (`POST /interactions/{id}/{token}/callback`).
+    async fn respond(
+        &self,
+        id: Id<twilight_model::id::marker::InteractionMarker>,
+        token: &str,
+        answer: &InteractionResponse,
+    ) {
+        let app = Id::new(self.config.application_id);
+        for attempt in 0..5 {
+            match self.http.interaction(app).create_response(id, token, answer).await {
+                Ok(_) => return,
+                Err(e) => match retry_after(&e) {
+                    Some(wait) if attempt < 4 => tokio::time::sleep(wait).await,
+                    _ => {
+                        tracing::warn!(error = %e, "cannot answer a Discord interaction");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
     /// "@member, task #12 succeeded" in the notification channel.
     fn announce(&self, task: &Value, member: &Member) {
         let _ = self.notices.send(format!(
@@ -1021,6 +1095,7 @@ mod tests {
             channel: None,
             roles: Default::default(),
             api: None,
+            gateway: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async { drop(client(&config)) });

@@ -22,9 +22,16 @@ struct Bot {
 
 impl Bot {
     async fn start(workspace: Option<&Path>) -> Self {
-        let sim = Simulator::start().await;
+        Self::start_with(workspace, false).await
+    }
+
+    /// With `gateway`, the bot also connects to the simulator's gateway (heartbeats every
+    /// 250 ms, so a silent one is noticed quickly).
+    async fn start_with(workspace: Option<&Path>, gateway: bool) -> Self {
+        let sim =
+            if gateway { Simulator::with_heartbeat(250).await } else { Simulator::start().await };
         let dir = tempfile::tempdir().unwrap();
-        let toml = format!(
+        let mut toml = format!(
             "discord_application_id = {APPLICATION_ID}\n\
              discord_public_key = \"{}\"\n\
              discord_token = \"sim-bot-token\"\n\
@@ -35,6 +42,10 @@ impl Bot {
             sim.public_key_hex(),
             sim.rest_proxy()
         );
+        if gateway {
+            // Before the [discord_roles] table.
+            toml = format!("discord_gateway = \"{}\"\n{toml}", sim.gateway_url());
+        }
         std::fs::write(dir.path().join("dreamos.toml"), toml).unwrap();
         let mut config = crate::config(dir.path(), 2);
         config.workspaces.extend(workspace.map(Path::to_path_buf));
@@ -292,5 +303,78 @@ async fn the_command_set_registers_within_discords_limits() {
     let put = bot.sim.wait_for("the registration", |r| r.method == "PUT").await;
     assert_eq!(put.status, 200, "{:?}", put.refusal);
     assert!(put.path.ends_with("/commands") && put.path.contains("/guilds/"));
+    bot.node.shutdown().await.unwrap();
+}
+
+/// The answer to a gateway interaction: its callback.
+async fn callback(sim: &Simulator, interaction: &Value) -> dreamos_discord_sim::Recorded {
+    let token = interaction["token"].as_str().unwrap().to_string();
+    sim.wait_for(&format!("the callback of {token}"), |r| {
+        r.method == "POST" && r.path.ends_with(&format!("/{token}/callback"))
+    })
+    .await
+}
+
+/// The same commands arrive over the gateway and are answered with interaction callbacks.
+#[tokio::test]
+async fn commands_arrive_over_the_gateway_too() {
+    let bot = Bot::start_with(None, true).await;
+    bot.sim.wait_gateway("identify", 1).await;
+    let help = bot.sim.command("help", json!([]), &[VIEWER]);
+    bot.sim.gateway_interaction(help.clone());
+    let answer = callback(&bot.sim, &help).await;
+    assert_eq!(answer.status, 204, "{:?}", answer.refusal);
+    assert_eq!(answer.body["type"], 4);
+    assert!(embed_text(&answer.body["data"]).contains("Dream.OS"));
+    let submit =
+        bot.sim.command("task", sub("submit", json!([string("kind", "noop")])), &[OPERATOR]);
+    bot.sim.gateway_interaction(submit.clone());
+    let answer = callback(&bot.sim, &submit).await;
+    assert!(embed_text(&answer.body["data"]).contains("succeeded"), "{}", answer.body);
+    bot.node.shutdown().await.unwrap();
+}
+
+/// RECONNECT, INVALID_SESSION and a connection whose heartbeats go unanswered are all
+/// survived, and every command sent along the way is answered exactly once.
+#[tokio::test]
+async fn gateway_trouble_loses_no_command() {
+    let bot = Bot::start_with(None, true).await;
+    let sim = &bot.sim;
+    sim.wait_gateway("identify", 1).await;
+    let mut sent = Vec::new();
+    let mut send = |sim: &Simulator| {
+        let i = sim.command("task", sub("list", json!([])), &[VIEWER]);
+        sim.gateway_interaction(i.clone());
+        sent.push(i);
+    };
+    // RECONNECT: the shard resumes, and a command sent meanwhile is replayed.
+    send(sim);
+    sim.gateway_reconnect();
+    send(sim);
+    sim.wait_gateway("resume", 1).await;
+    send(sim);
+    // Heartbeats unanswered: the shard gives up on the connection and resumes.
+    sim.gateway_silence_heartbeats();
+    sim.wait_gateway("resume", 2).await;
+    send(sim);
+    // INVALID_SESSION (not resumable): the shard identifies again.
+    sim.gateway_invalid_session();
+    sim.wait_gateway("identify", 2).await;
+    send(sim);
+    for i in &sent {
+        let answer = callback(sim, i).await;
+        assert_eq!(answer.status, 204, "{:?}", answer.refusal);
+    }
+    let token = |r: &dreamos_discord_sim::Recorded| r.path.split('/').nth(3).map(str::to_owned);
+    let mut answered: Vec<_> =
+        sim.requests().iter().filter(|r| r.path.ends_with("/callback")).filter_map(token).collect();
+    answered.sort();
+    let before = answered.len();
+    answered.dedup();
+    assert_eq!(before, answered.len(), "each command answered once");
+    assert_eq!(answered.len(), sent.len());
+    let log = sim.gateway_log();
+    let connects = log.iter().filter(|e| *e == "connect").count();
+    assert!(connects >= 3, "a new connection after each trouble: {log:?}");
     bot.node.shutdown().await.unwrap();
 }
