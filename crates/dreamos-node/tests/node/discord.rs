@@ -378,3 +378,127 @@ async fn gateway_trouble_loses_no_command() {
     assert!(connects >= 3, "a new connection after each trouble: {log:?}");
     bot.node.shutdown().await.unwrap();
 }
+
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    Http,
+    Gateway,
+}
+
+/// The final answer to a command delivered one way or the other: the immediate message, or,
+/// for a deferred answer, the edit that replaced it.
+async fn final_answer(bot: &Bot, way: Way, interaction: &Value) -> Value {
+    let first = match way {
+        Way::Http => bot.deliver(interaction).await,
+        Way::Gateway => {
+            bot.sim.gateway_interaction(interaction.clone());
+            let answer = callback(&bot.sim, interaction).await;
+            assert_eq!(answer.status, 204, "{:?}", answer.refusal);
+            answer.body
+        }
+    };
+    if first["type"] != 5 {
+        return first["data"].clone();
+    }
+    let token = interaction["token"].as_str().unwrap().to_string();
+    let edit = bot
+        .sim
+        .wait_for("the deferred answer's edit", |r| {
+            r.method == "PATCH" && r.path.contains(&token) && r.status == 200
+        })
+        .await;
+    edit.body
+}
+
+/// Every command, by the HTTP endpoint and by the gateway, does what it says.
+#[tokio::test]
+async fn every_command_works_both_ways() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("util.py"), "def helper_fn(x):\n    return x\n").unwrap();
+    std::fs::write(
+        src.path().join("main.py"),
+        "import util\n\ndef run():\n    return util.helper_fn(1)\n",
+    )
+    .unwrap();
+    let bot = Bot::start_with(Some(src.path()), true).await;
+    bot.sim.wait_gateway("identify", 1).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", bot.node.addr);
+    let admin = std::fs::read_to_string(&bot.node.admin_token_path).unwrap();
+    let admin = admin.trim();
+    let (status, _) = crate::http_call(
+        &http,
+        &base,
+        admin,
+        "POST",
+        "/api/v1/agents",
+        Some(json!({ "name": "a1", "capabilities": ["echo"] })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, listed) =
+        crate::http_call(&http, &base, admin, "GET", "/api/v1/workspaces", None).await;
+    let workspace = listed["workspaces"][0]["name"].as_str().unwrap().to_string();
+    for way in [Way::Http, Way::Gateway] {
+        // A task that waits (run far in the future), to cancel and retry.
+        let later = json!({ "kind": "noop", "run_at_ms": 4_000_000_000_000i64 });
+        let (_, created) =
+            crate::http_call(&http, &base, admin, "POST", "/api/v1/tasks", Some(later)).await;
+        let id = created["task"]["id"].as_i64().unwrap();
+        let task_id =
+            |sub_name: &str| sub(sub_name, json!([{ "type": 4, "name": "id", "value": id }]));
+        let ws = string("workspace", &workspace);
+        let listed = format!("#{id}`");
+        let rows: Vec<(&str, Value, u64, &str)> = vec![
+            ("help", json!([]), VIEWER, "Dream.OS"),
+            ("system", sub("status", json!([])), VIEWER, "Queue depth"),
+            ("system", sub("alerts", json!([])), VIEWER, "Alerts"),
+            ("agent", sub("status", json!([])), VIEWER, "a1"),
+            ("agent", sub("status", json!([string("agent", "a1")])), VIEWER, "Agent a1"),
+            ("agent", sub("drain", json!([string("agent", "a1")])), OPERATOR, "draining"),
+            ("agent", sub("resume", json!([string("agent", "a1")])), OPERATOR, "idle"),
+            (
+                "agent",
+                sub("message", json!([string("agent", "a1"), string("text", "hello")])),
+                OPERATOR,
+                "Sent to **a1**",
+            ),
+            (
+                "agent",
+                sub("broadcast", json!([string("text", "hello all")])),
+                OPERATOR,
+                "Sent to 1 agent",
+            ),
+            (
+                "task",
+                sub("submit", json!([string("kind", "noop"), string("priority", "high")])),
+                OPERATOR,
+                "succeeded",
+            ),
+            ("task", sub("list", json!([string("state", "queued")])), VIEWER, &listed),
+            ("task", task_id("status"), VIEWER, "queued"),
+            ("task", task_id("cancel"), OPERATOR, "cancelled"),
+            ("task", task_id("retry"), OPERATOR, "queued"),
+            ("index", json!([ws.clone()]), OPERATOR, "succeeded"),
+            (
+                "search",
+                json!([string("query", "helper_fn"), string("lang", "python")]),
+                VIEWER,
+                "util.py:1",
+            ),
+            ("analyze", json!([ws.clone()]), VIEWER, "Analysis of"),
+            ("deps", json!([string("target", "util.py"), ws.clone()]), VIEWER, "main.py"),
+        ];
+        for (name, options, role, expected) in rows {
+            let interaction = bot.sim.command(name, options.clone(), &[role]);
+            let answer = final_answer(&bot, way, &interaction).await;
+            let text = answer.to_string();
+            assert!(
+                text.contains(expected),
+                "{way:?} /{name} {options}: expected `{expected}` in {text}"
+            );
+            assert_ne!(answer["flags"], 64, "{way:?} /{name} is not a refusal: {text}");
+        }
+    }
+    bot.node.shutdown().await.unwrap();
+}
