@@ -101,6 +101,9 @@ pub struct FileConfig {
     pub discord_api: Option<String>,
     /// Discord: the gateway's websocket URL instead of Discord's (the tests' simulator).
     pub discord_gateway: Option<String>,
+    /// Discord: how often alerts (lost agents, dead letters, queue depth, error rate) are
+    /// checked for the notification channel, in ms. Default 5000.
+    pub discord_watch_ms: Option<u64>,
 }
 
 /// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
@@ -162,6 +165,7 @@ pub struct DiscordConfig {
     pub roles: std::collections::BTreeMap<u64, crate::auth::Role>,
     pub api: Option<String>,
     pub gateway: Option<String>,
+    pub watch_ms: u64,
 }
 
 /// A secret: shown and logged as `***`.
@@ -219,6 +223,7 @@ fn resolve_discord(c: &FileConfig) -> Result<Option<DiscordConfig>, ConfigError>
         roles,
         api: c.discord_api.clone(),
         gateway: c.discord_gateway.clone(),
+        watch_ms: c.discord_watch_ms.unwrap_or(5_000).max(10),
     }))
 }
 
@@ -383,6 +388,7 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(discord_channel, "DREAMOS_DISCORD_CHANNEL", parse);
     env!(discord_api, "DREAMOS_DISCORD_API", parse);
     env!(discord_gateway, "DREAMOS_DISCORD_GATEWAY", parse);
+    env!(discord_watch_ms, "DREAMOS_DISCORD_WATCH_MS", parse);
     if let Some(v) = get("DREAMOS_DISCORD_GUILDS") {
         let ids: Vec<String> = list(v);
         c.discord_guilds = Some(

@@ -128,6 +128,7 @@ impl Node {
         };
         if let Some(bot) = &discord {
             bot.spawn_gateway(http_stop_rx.clone());
+            bot.spawn_watch(http_stop_rx.clone());
         }
         let state = AppState {
             discord,

@@ -37,7 +37,7 @@ pub fn definitions() -> Value {
                 s("payload", "JSON payload", false),
                 choices("priority", "priority", &["low", "normal", "high", "critical"]),
             ]),
-            sub("list", "Recent tasks", vec![choices("state", "only tasks in this state", &["pending", "queued", "running", "succeeded", "failed", "cancelled", "dead"])]),
+            sub("list", "Recent tasks", vec![choices("state", "only tasks in this state", &["pending", "queued", "running", "succeeded", "failed", "cancelled"])]),
             sub("status", "One task with its history", vec![task_id()]),
             sub("cancel", "Cancel a task", vec![task_id()]),
             sub("retry", "Run a failed task again", vec![task_id()]),
@@ -157,7 +157,7 @@ pub fn help() -> Reply {
 fn state_color(state: &str) -> u32 {
     match state {
         "succeeded" => GREEN,
-        "failed" | "dead" | "cancelled" => RED,
+        "failed" | "cancelled" => RED,
         _ => GREY,
     }
 }
@@ -300,8 +300,8 @@ pub fn agent_card(a: &Value) -> Card {
 pub fn system_card(status: &Value, agents: &Value) -> Card {
     let tasks = &status["tasks"];
     let n = |s: &str| tasks[s].as_u64().unwrap_or(0);
-    let finished = n("succeeded") + n("failed") + n("dead") + n("cancelled");
-    let errors = n("failed") + n("dead");
+    let finished = n("succeeded") + n("failed") + n("cancelled");
+    let errors = n("failed");
     let rate = if finished == 0 { 0.0 } else { 100.0 * errors as f64 / finished as f64 };
     let uptime = status["uptime_s"].as_u64().unwrap_or(0);
     let throughput = status["submitted_total"].as_u64().unwrap_or(0) as f64 / uptime.max(1) as f64;
@@ -342,15 +342,16 @@ pub fn alerts(status: &Value, agents: &Value) -> Vec<String> {
     if n("queued") >= QUEUE_DEPTH_ALERT {
         out.push(format!("queue depth {} (alert at {QUEUE_DEPTH_ALERT})", n("queued")));
     }
-    let finished = n("succeeded") + n("failed") + n("dead") + n("cancelled");
+    let finished = n("succeeded") + n("failed") + n("cancelled");
     if finished >= 10 {
-        let rate = 100.0 * (n("failed") + n("dead")) as f64 / finished as f64;
+        let rate = 100.0 * n("failed") as f64 / finished as f64;
         if rate >= ERROR_RATE_ALERT {
             out.push(format!("error rate {rate:.1}% (alert at {ERROR_RATE_ALERT}%)"));
         }
     }
-    if n("dead") > 0 {
-        out.push(format!("{} dead-lettered task(s): `/task list state:dead`", n("dead")));
+    // Failed tasks are the dead-letter set: nothing retries them but a person.
+    if n("failed") > 0 {
+        out.push(format!("{} dead-lettered task(s): `/task list state:failed`", n("failed")));
     }
     for a in agents["agents"].as_array().into_iter().flatten() {
         if a["state"] == "lost" {

@@ -785,6 +785,38 @@ impl Discord {
         });
     }
 
+    /// Watches for alerts until `closing`, notifying the channel of each new one: an agent
+    /// lost, tasks dead-lettered, the queue depth or the error rate over its threshold. The
+    /// first check only sets the baseline; an alert is announced when it appears (or its
+    /// figure changes), not again while it stands.
+    pub fn spawn_watch(self: &Arc<Self>, mut closing: tokio::sync::watch::Receiver<bool>) {
+        if self.config.channel.is_none() {
+            return;
+        }
+        let bot = Arc::downgrade(self);
+        let every = Duration::from_millis(self.config.watch_ms);
+        tokio::spawn(async move {
+            let mut known: Option<Vec<String>> = None;
+            loop {
+                tokio::select! {
+                    _ = closing.wait_for(|c| *c) => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let Some(bot) = bot.upgrade() else { break };
+                let status = bot.call(Role::Admin, "GET", "/api/v1/status", None).await;
+                let agents = bot.call(Role::Admin, "GET", "/api/v1/agents", None).await;
+                let (Ok(status), Ok(agents)) = (status, agents) else { continue };
+                let now = commands::alerts(&status, &agents);
+                if let Some(before) = &known {
+                    for alert in now.iter().filter(|a| !before.contains(a)) {
+                        bot.notify(format!("⚠️ {alert}"));
+                    }
+                }
+                known = Some(now);
+            }
+        });
+    }
+
     /// Answers a gateway interaction (`POST /interactions/{id}/{token}/callback`).
     async fn respond(
         &self,
@@ -850,7 +882,7 @@ enum Step {
 }
 
 fn finished(task: &Value) -> bool {
-    matches!(task["state"].as_str(), Some("succeeded" | "failed" | "dead" | "cancelled"))
+    matches!(task["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
 }
 
 fn task_reply(task: &Value, title: Option<&str>) -> Reply {
@@ -1096,6 +1128,7 @@ mod tests {
             roles: Default::default(),
             api: None,
             gateway: None,
+            watch_ms: 5_000,
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async { drop(client(&config)) });

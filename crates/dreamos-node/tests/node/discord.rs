@@ -502,3 +502,65 @@ async fn every_command_works_both_ways() {
     }
     bot.node.shutdown().await.unwrap();
 }
+
+/// The channel hears of a lost agent and of a dead-lettered task, once each.
+#[tokio::test]
+async fn lost_agents_and_dead_letters_are_announced() {
+    let sim = Simulator::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "discord_application_id = {APPLICATION_ID}\n\
+         discord_public_key = \"{}\"\n\
+         discord_channel = {CHANNEL_ID}\n\
+         discord_api = \"{}\"\n\
+         discord_watch_ms = 50\n\
+         agent_heartbeat_ms = 50\n\
+         exec_allow = [\"false\"]\n",
+        sim.public_key_hex(),
+        sim.rest_proxy()
+    );
+    std::fs::write(dir.path().join("dreamos.toml"), toml).unwrap();
+    let node = Node::start(crate::config(dir.path(), 1)).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", node.addr);
+    let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+    // An agent that registers and then falls silent is lost after a few heartbeats.
+    let (_, agent) = crate::http_call(
+        &http,
+        &base,
+        &admin,
+        "POST",
+        "/api/v1/agents",
+        Some(json!({ "name": "a2", "capabilities": ["x"] })),
+    )
+    .await;
+    let agent_token = agent["token"].as_str().unwrap().to_string();
+    let (status, _) = crate::http_call(
+        &http,
+        &base,
+        &agent_token,
+        "POST",
+        "/agent/v1/register",
+        Some(json!({ "protocol": 1, "capabilities": [{ "name": "x" }] })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let posted = |needle: &'static str| {
+        move |r: &dreamos_discord_sim::Recorded| {
+            r.path.ends_with("/messages")
+                && r.body["content"].as_str().is_some_and(|c| c.contains(needle))
+        }
+    };
+    sim.wait_for("the lost agent's notice", posted("agent a2 is lost")).await;
+    // A task that fails for good is dead-lettered.
+    let task = json!({ "kind": "exec", "payload": { "program": "false" }, "max_attempts": 1 });
+    crate::http_call(&http, &base, &admin, "POST", "/api/v1/tasks", Some(task)).await;
+    sim.wait_for("the dead letter's notice", posted("1 dead-lettered")).await;
+    let lost_notices = sim
+        .requests()
+        .iter()
+        .filter(|r| r.body["content"].as_str().is_some_and(|c| c.contains("agent a2 is lost")))
+        .count();
+    assert_eq!(lost_notices, 1, "announced once while it stands");
+    node.shutdown().await.unwrap();
+}
