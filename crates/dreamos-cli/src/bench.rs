@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// Remote agents over HTTP: noop throughput with claim latency, and heartbeats of many
     /// agents with the node's CPU use.
     Agents(crate::bench_agents::AgentsBench),
+    /// `/search` through the Discord interactions endpoint (the simulator plays Discord),
+    /// beside the plain HTTP search.
+    Discord(crate::bench_discord::DiscordBench),
 }
 
 #[derive(Args, Clone)]
@@ -61,6 +64,7 @@ pub async fn run(command: &BenchCommand) -> Result<()> {
         BenchCommand::Search(args) => crate::bench_scan::search(args),
         BenchCommand::Watch(args) => crate::bench_scan::watch(args),
         BenchCommand::Agents(args) => crate::bench_agents::agents(args).await,
+        BenchCommand::Discord(args) => crate::bench_discord::discord(args).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod agent;
 mod bench;
 mod bench_agents;
+mod bench_discord;
 mod bench_scan;
 mod client;
 mod output;
