@@ -388,7 +388,17 @@ fn answer(shared: &Shared, method: &Method, path: &str, body: &Value) -> Answer 
         },
         ("POST", ["interactions", _, token, "callback"]) => {
             let data = &body["data"];
-            match token_alive(shared, token).and_then(|()| check_message(data)) {
+            let issued = shared.tokens.lock().unwrap().get(*token).copied();
+            if issued.is_none_or(|at| at.elapsed() > INITIAL_RESPONSE_DEADLINE) {
+                // Discord forgets an interaction not answered within 3 s.
+                return (
+                    StatusCode::NOT_FOUND,
+                    json!({ "message": "Unknown interaction", "code": 10062 }),
+                    Some("the interaction was not answered within 3 s".into()),
+                    vec![],
+                );
+            }
+            match check_message(data) {
                 Ok(()) => (StatusCode::NO_CONTENT, Value::Null, None, vec![]),
                 Err(e) => invalid(e),
             }

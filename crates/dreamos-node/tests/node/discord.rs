@@ -573,3 +573,32 @@ async fn lost_agents_and_dead_letters_are_announced() {
     assert_eq!(lost_notices, 1, "announced once while it stands");
     node.shutdown().await.unwrap();
 }
+
+/// A burst of finished tasks does not spam the channel: their notices are joined into a few
+/// messages, none over Discord's limits, and none is lost.
+#[tokio::test]
+async fn a_burst_of_notices_is_coalesced() {
+    let bot = Bot::start(None).await;
+    let burst = 30;
+    for _ in 0..burst {
+        let submit =
+            bot.sim.command("task", sub("submit", json!([string("kind", "noop")])), &[OPERATOR]);
+        bot.deliver(&submit).await;
+    }
+    let channel = format!("/channels/{CHANNEL_ID}/messages");
+    let mentions = |sim: &Simulator| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path == channel)
+            .map(|r| r.body["content"].as_str().unwrap_or("").matches("<@").count())
+            .sum::<usize>()
+    };
+    let sim = &bot.sim;
+    let all_told =
+        crate::eventually(Duration::from_secs(30), || async { mentions(sim) == burst }).await;
+    assert!(all_told, "every finished task announced: {}", mentions(sim));
+    let messages: Vec<_> = sim.requests().into_iter().filter(|r| r.path == channel).collect();
+    assert!(messages.len() < burst / 3, "{} messages for {burst} notices", messages.len());
+    assert!(messages.iter().all(|m| m.status == 200), "within Discord's limits");
+    bot.node.shutdown().await.unwrap();
+}
