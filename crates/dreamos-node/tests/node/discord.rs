@@ -602,3 +602,49 @@ async fn a_burst_of_notices_is_coalesced() {
     assert!(messages.iter().all(|m| m.status == 200), "within Discord's limits");
     bot.node.shutdown().await.unwrap();
 }
+
+/// `/agent message` shows the agent's reply: the agent answers the message with its
+/// correlation id, and the reply is the command's answer.
+#[tokio::test]
+async fn agent_message_shows_the_reply() {
+    let bot = Bot::start(None).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", bot.node.addr);
+    let admin = std::fs::read_to_string(&bot.node.admin_token_path).unwrap().trim().to_string();
+    let body = json!({ "name": "echoer", "capabilities": ["echo"] });
+    let (_, agent) =
+        crate::http_call(&http, &base, &admin, "POST", "/api/v1/agents", Some(body)).await;
+    let token = agent["token"].as_str().unwrap().to_string();
+    // The agent: waits for one message and answers it.
+    let agent = {
+        let (http, base) = (http.clone(), base.clone());
+        tokio::spawn(async move {
+            loop {
+                let (_, inbox) =
+                    crate::http_call(&http, &base, &token, "GET", "/agent/v1/messages", None).await;
+                if let Some(m) = inbox["messages"].as_array().and_then(|m| m.first()).cloned() {
+                    let text = format!("pong to {}", m["body"]["text"].as_str().unwrap_or(""));
+                    let reply = json!({ "to": m["sender"], "correlation_id": m["correlation_id"], "body": { "text": text } });
+                    let (status, answer) = crate::http_call(
+                        &http,
+                        &base,
+                        &token,
+                        "POST",
+                        "/agent/v1/messages",
+                        Some(reply),
+                    )
+                    .await;
+                    assert_eq!(status, 201, "{answer}");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let options = sub("message", json!([string("agent", "echoer"), string("text", "ping")]));
+    let answer = bot.command("agent", options, OPERATOR).await;
+    agent.await.unwrap();
+    let content = answer["data"]["content"].as_str().unwrap();
+    assert_eq!(content, "**echoer** replied: pong to ping");
+    bot.node.shutdown().await.unwrap();
+}
