@@ -122,7 +122,7 @@ impl Node {
                          discord_public_key (DREAMOS_DISCORD_PUBLIC_KEY)"
                     );
                 }
-                Some(crate::discord::Discord::start(d.clone(), &store).await?)
+                Some(crate::discord::Discord::start(d.clone(), &store, &node_id).await?)
             }
             None => None,
         };

@@ -45,8 +45,11 @@ const FOLLOW_UP_FOR: Duration = Duration::from_secs(14 * 60);
 const COALESCE: Duration = Duration::from_secs(1);
 /// Search hits per page.
 const PAGE: usize = 5;
-/// Label of the API tokens the bot acts with (re-issued at every start).
-const TOKEN_LABEL: &str = "discord-bot";
+/// Label of the API tokens a node's bot acts with (re-issued at every start; one label per
+/// node, so nodes sharing a store do not revoke each other's).
+fn token_label(node_id: &str) -> String {
+    format!("discord-bot@{node_id}")
+}
 
 /// Who invoked a command.
 #[derive(Debug, Clone)]
@@ -84,16 +87,18 @@ impl Discord {
     pub async fn start(
         config: DiscordConfig,
         store: &Arc<dyn dreamos_store::Store>,
+        node_id: &str,
     ) -> anyhow::Result<Arc<Self>> {
         let now = store.clock().now_ms();
+        let label = token_label(node_id);
         for old in store.list_tokens().await? {
-            if old.label == TOKEN_LABEL && old.revoked_at_ms.is_none() {
+            if old.label == label && old.revoked_at_ms.is_none() {
                 store.revoke_token(&old.id).await?;
             }
         }
         let mut tokens = Vec::new();
         for role in [Role::Viewer, Role::Operator, Role::Admin] {
-            let issued = auth::issue(role, TOKEN_LABEL, now, None);
+            let issued = auth::issue(role, &label, now, None);
             store.create_token(issued.record).await?;
             tokens.push((role, issued.token));
         }
