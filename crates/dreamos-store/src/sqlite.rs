@@ -1,5 +1,5 @@
 //! The SQLite backend: one database file in WAL mode, one writer thread that group-commits,
-//! and a pool of read connections (sqlx).
+//! a pool of read connections (sqlx), and direct connections for point reads.
 //!
 //! Every write request is sent to the writer thread, which owns the one write connection
 //! (rusqlite, see `sqlite_conn`). The writer takes the first waiting request
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::apply_group;
 use crate::ops::{Ctx, Request, Response};
-use crate::sqlite_conn::{WriterConn, run_ready};
+use crate::sqlite_conn::{PointReads, WriterConn, run_ready};
 use crate::types::{ApiToken, StateCount, StoreConfig, TaskFilter};
 use crate::{Backend, Result, Signals, Store, StoreError, migrate, reads};
 
@@ -36,6 +36,7 @@ enum Msg {
 pub(crate) struct SqliteStore {
     writer: mpsc::Sender<Msg>,
     reads: SqlitePool,
+    points: PointReads,
     signals: Arc<Signals>,
     clock: Arc<dyn Clock>,
 }
@@ -82,6 +83,7 @@ impl SqliteStore {
             .max_connections(config.sqlite_readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
+        let points = PointReads::open(path, config.sqlite_readers as usize)?;
         let signals = Arc::new(Signals::default());
         let (writer, inbox) = mpsc::channel(config.max_group.max(1) * 4);
         let thread_signals = signals.clone();
@@ -90,7 +92,7 @@ impl SqliteStore {
             .name("dreamos-sqlite-writer".into())
             .spawn(move || run_writer(writer_conn, inbox, config, thread_clock, thread_signals))
             .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { writer, reads, signals, clock })
+        Ok(Self { writer, reads, points, signals, clock })
     }
 }
 
@@ -217,18 +219,21 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<Task>> {
-        reads::get(&mut *self.reads.acquire().await?, id).await
+        self.points.with(|c| run_ready(reads::get(c, id)))
     }
 
     async fn detail(&self, id: TaskId) -> Result<Option<(Task, Vec<TaskEvent>)>> {
-        let mut c = self.reads.acquire().await?;
-        if let Some(found) = reads::detail(&mut *c, id).await? {
-            return Ok(Some(found));
-        }
-        match reads::get(&mut *c, id).await? {
-            Some(task) => Ok(Some((task, reads::events(&mut *c, id).await?))),
-            None => Ok(None),
-        }
+        self.points.with(|c| {
+            run_ready(async {
+                if let Some(found) = reads::detail(c, id).await? {
+                    return Ok(Some(found));
+                }
+                match reads::get(c, id).await? {
+                    Some(task) => Ok(Some((task, reads::events(c, id).await?))),
+                    None => Ok(None),
+                }
+            })
+        })
     }
 
     async fn events(&self, id: TaskId) -> Result<Vec<TaskEvent>> {
@@ -248,7 +253,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_token(&self, id: &str) -> Result<Option<ApiToken>> {
-        reads::find_token(&mut *self.reads.acquire().await?, id).await
+        self.points.with(|c| run_ready(reads::find_token(c, id)))
     }
 
     async fn list_tokens(&self) -> Result<Vec<ApiToken>> {

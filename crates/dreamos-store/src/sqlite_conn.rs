@@ -42,6 +42,18 @@ impl WriterConn {
         Ok(Self { conn })
     }
 
+    /// A read-only connection for point reads (see [`PointReads`]).
+    pub(crate) fn open_reader(path: &Path) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch("PRAGMA cache_size = -32768;")?;
+        Ok(Self { conn })
+    }
+
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         Ok(self.conn.execute_batch(sql)?)
     }
@@ -199,6 +211,44 @@ pub(crate) fn run_ready<F: Future>(future: F) -> F::Output {
         }
         // Unreachable with WriterConn; yielding keeps a future that does wait correct.
         std::thread::yield_now();
+    }
+}
+
+/// Read connections for point reads (a task, a task with its history, a token), used
+/// synchronously on the calling thread: such a read takes microseconds in WAL mode (readers
+/// never wait for the writer), less than handing it to sqlx's connection thread and back.
+/// Reads that may return many rows stay on sqlx's pool, off the async threads.
+pub(crate) struct PointReads {
+    conns: Vec<std::sync::Mutex<WriterConn>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl PointReads {
+    pub(crate) fn open(path: &Path, count: usize) -> Result<Self, StoreError> {
+        let conns = (0..count.max(1))
+            .map(|_| WriterConn::open_reader(path).map(std::sync::Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { conns, next: Default::default() })
+    }
+
+    /// Runs `read` on a free connection (one that is not, it waits for: a read holds it only
+    /// for the read, never across an await).
+    pub(crate) fn with<T>(&self, read: impl FnOnce(&mut WriterConn) -> T) -> T {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(mut c) = self.conns[(start + i) % n].try_lock() {
+                return read(&mut c);
+            }
+        }
+        let mut c = self.conns[start].lock().unwrap_or_else(|e| e.into_inner());
+        read(&mut c)
+    }
+}
+
+impl std::fmt::Debug for PointReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PointReads({})", self.conns.len())
     }
 }
 
