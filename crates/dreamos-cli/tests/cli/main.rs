@@ -3,6 +3,7 @@
 mod agents;
 mod code;
 mod crash;
+mod discord;
 mod usage;
 
 use std::io::{BufRead, BufReader};
