@@ -716,26 +716,16 @@ impl Discord {
     async fn edit(&self, token: &str, reply: &Reply) {
         let data = render::data(reply);
         let app = Id::new(self.config.application_id);
-        for attempt in 0..5 {
-            let result = self
-                .http
+        patiently("edit a Discord reply", || async {
+            self.http
                 .interaction(app)
                 .update_response(token)
                 .content(data.content.as_deref())
                 .embeds(data.embeds.as_deref())
                 .components(data.components.as_deref())
-                .await;
-            match result {
-                Ok(_) => return,
-                Err(e) => match retry_after(&e) {
-                    Some(wait) if attempt < 4 => tokio::time::sleep(wait).await,
-                    _ => {
-                        tracing::warn!(error = %e, "cannot edit a Discord reply");
-                        return;
-                    }
-                },
-            }
-        }
+                .await
+        })
+        .await;
     }
 
     /// Runs the gateway connection (when a bot token is configured) until `closing`:
@@ -830,18 +820,10 @@ impl Discord {
         answer: &InteractionResponse,
     ) {
         let app = Id::new(self.config.application_id);
-        for attempt in 0..5 {
-            match self.http.interaction(app).create_response(id, token, answer).await {
-                Ok(_) => return,
-                Err(e) => match retry_after(&e) {
-                    Some(wait) if attempt < 4 => tokio::time::sleep(wait).await,
-                    _ => {
-                        tracing::warn!(error = %e, "cannot answer a Discord interaction");
-                        return;
-                    }
-                },
-            }
-        }
+        patiently("answer a Discord interaction", || async {
+            self.http.interaction(app).create_response(id, token, answer).await
+        })
+        .await;
     }
 
     /// "@member, task #12 succeeded" in the notification channel.
@@ -862,18 +844,10 @@ impl Discord {
 
     async fn post(&self, text: &str) {
         let Some(channel) = self.config.channel else { return };
-        for attempt in 0..5 {
-            match self.http.create_message(Id::new(channel)).content(text).await {
-                Ok(_) => return,
-                Err(e) => match retry_after(&e) {
-                    Some(wait) if attempt < 4 => tokio::time::sleep(wait).await,
-                    _ => {
-                        tracing::warn!(error = %e, "cannot post a Discord notification");
-                        return;
-                    }
-                },
-            }
-        }
+        patiently("post a Discord notification", || async {
+            self.http.create_message(Id::new(channel)).content(text).await
+        })
+        .await;
     }
 }
 
@@ -1006,6 +980,27 @@ pub async fn register(config: &DiscordConfig, guilds: &[u64]) -> anyhow::Result<
         }
     }
     Ok(commands.len())
+}
+
+/// Makes a Discord request, waiting out 429s (as long as Discord asks, up to five tries);
+/// other failures are logged.
+async fn patiently<T, F, Fut>(what: &str, mut request: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, twilight_http::Error>>,
+{
+    for attempt in 0..5 {
+        match request().await {
+            Ok(_) => return,
+            Err(e) => match retry_after(&e) {
+                Some(wait) if attempt < 4 => tokio::time::sleep(wait).await,
+                _ => {
+                    tracing::warn!(error = %e, "cannot {what}");
+                    return;
+                }
+            },
+        }
+    }
 }
 
 /// How long Discord asked us to wait, if this error is a 429.
