@@ -104,6 +104,11 @@ pub struct FileConfig {
     /// Discord: how often alerts (lost agents, dead letters, queue depth, error rate) are
     /// checked for the notification channel, in ms. Default 5000.
     pub discord_watch_ms: Option<u64>,
+    /// Discord: alert when this many tasks are queued. Default 1000.
+    pub alert_queue_depth: Option<u64>,
+    /// Discord: alert when this percentage of finished tasks failed (once ten have
+    /// finished). Default 20.
+    pub alert_error_rate: Option<f64>,
 }
 
 /// Flags given on the command line (already merged with their `DREAMOS_*` variables by clap).
@@ -166,6 +171,8 @@ pub struct DiscordConfig {
     pub api: Option<String>,
     pub gateway: Option<String>,
     pub watch_ms: u64,
+    pub alert_queue_depth: u64,
+    pub alert_error_rate: f64,
 }
 
 /// A secret: shown and logged as `***`.
@@ -224,6 +231,8 @@ fn resolve_discord(c: &FileConfig) -> Result<Option<DiscordConfig>, ConfigError>
         api: c.discord_api.clone(),
         gateway: c.discord_gateway.clone(),
         watch_ms: c.discord_watch_ms.unwrap_or(5_000).max(10),
+        alert_queue_depth: c.alert_queue_depth.unwrap_or(1_000).max(1),
+        alert_error_rate: c.alert_error_rate.unwrap_or(20.0).clamp(0.0, 100.0),
     }))
 }
 
@@ -389,6 +398,8 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(discord_api, "DREAMOS_DISCORD_API", parse);
     env!(discord_gateway, "DREAMOS_DISCORD_GATEWAY", parse);
     env!(discord_watch_ms, "DREAMOS_DISCORD_WATCH_MS", parse);
+    env!(alert_queue_depth, "DREAMOS_ALERT_QUEUE_DEPTH", parse);
+    env!(alert_error_rate, "DREAMOS_ALERT_ERROR_RATE", parse);
     if let Some(v) = get("DREAMOS_DISCORD_GUILDS") {
         let ids: Vec<String> = list(v);
         c.discord_guilds = Some(

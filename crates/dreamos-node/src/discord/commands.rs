@@ -330,23 +330,20 @@ pub fn system_card(status: &Value, agents: &Value) -> Card {
     }
 }
 
-/// Thresholds for `/system alerts` and alert notifications.
-pub const QUEUE_DEPTH_ALERT: u64 = 1_000;
-pub const ERROR_RATE_ALERT: f64 = 20.0;
-
-/// What needs attention, one line each (empty: nothing).
-pub fn alerts(status: &Value, agents: &Value) -> Vec<String> {
+/// What needs attention, one line each (empty: nothing). `queue_depth` and `error_rate` (a
+/// percentage of finished tasks, once ten have finished) are the thresholds.
+pub fn alerts(status: &Value, agents: &Value, queue_depth: u64, error_rate: f64) -> Vec<String> {
     let tasks = &status["tasks"];
     let n = |s: &str| tasks[s].as_u64().unwrap_or(0);
     let mut out = Vec::new();
-    if n("queued") >= QUEUE_DEPTH_ALERT {
-        out.push(format!("queue depth {} (alert at {QUEUE_DEPTH_ALERT})", n("queued")));
+    if n("queued") >= queue_depth {
+        out.push(format!("queue depth {} (alert at {queue_depth})", n("queued")));
     }
     let finished = n("succeeded") + n("failed") + n("cancelled");
     if finished >= 10 {
         let rate = 100.0 * n("failed") as f64 / finished as f64;
-        if rate >= ERROR_RATE_ALERT {
-            out.push(format!("error rate {rate:.1}% (alert at {ERROR_RATE_ALERT}%)"));
+        if rate >= error_rate {
+            out.push(format!("error rate {rate:.1}% (alert at {error_rate}%)"));
         }
     }
     // Failed tasks are the dead-letter set: nothing retries them but a person.

@@ -286,7 +286,7 @@ impl Discord {
                 if sub == "status" {
                     return Step::Now(Reply::card(commands::system_card(&status, &agents)));
                 }
-                let alerts = commands::alerts(&status, &agents);
+                let alerts = self.alerts(&status, &agents);
                 let text = if alerts.is_empty() {
                     "No alerts.".to_string()
                 } else {
@@ -801,7 +801,7 @@ impl Discord {
                 let status = bot.call(Role::Admin, "GET", "/api/v1/status", None).await;
                 let agents = bot.call(Role::Admin, "GET", "/api/v1/agents", None).await;
                 let (Ok(status), Ok(agents)) = (status, agents) else { continue };
-                let now = commands::alerts(&status, &agents);
+                let now = bot.alerts(&status, &agents);
                 if let Some(before) = &known {
                     for alert in now.iter().filter(|a| !before.contains(a)) {
                         bot.notify(format!("⚠️ {alert}"));
@@ -810,6 +810,15 @@ impl Discord {
                 known = Some(now);
             }
         });
+    }
+
+    fn alerts(&self, status: &Value, agents: &Value) -> Vec<String> {
+        commands::alerts(
+            status,
+            agents,
+            self.config.alert_queue_depth,
+            self.config.alert_error_rate,
+        )
     }
 
     /// Answers a gateway interaction (`POST /interactions/{id}/{token}/callback`).
@@ -1129,6 +1138,8 @@ mod tests {
             api: None,
             gateway: None,
             watch_ms: 5_000,
+            alert_queue_depth: 1_000,
+            alert_error_rate: 20.0,
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async { drop(client(&config)) });

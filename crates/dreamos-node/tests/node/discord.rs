@@ -512,7 +512,8 @@ async fn every_command_works_both_ways() {
     bot.node.shutdown().await.unwrap();
 }
 
-/// The channel hears of a lost agent and of a dead-lettered task, once each.
+/// The channel hears of a lost agent, a dead-lettered task and a queue at its configured
+/// depth, the agent once while it stays lost.
 #[tokio::test]
 async fn lost_agents_and_dead_letters_are_announced() {
     let sim = Simulator::start().await;
@@ -523,6 +524,7 @@ async fn lost_agents_and_dead_letters_are_announced() {
          discord_channel = {CHANNEL_ID}\n\
          discord_api = \"{}\"\n\
          discord_watch_ms = 50\n\
+         alert_queue_depth = 3\n\
          agent_heartbeat_ms = 50\n\
          exec_allow = [\"false\"]\n",
         sim.public_key_hex(),
@@ -565,6 +567,12 @@ async fn lost_agents_and_dead_letters_are_announced() {
     let task = json!({ "kind": "exec", "payload": { "program": "false" }, "max_attempts": 1 });
     crate::http_call(&http, &base, &admin, "POST", "/api/v1/tasks", Some(task)).await;
     sim.wait_for("the dead letter's notice", posted("1 dead-lettered")).await;
+    // Three tasks waiting reach the configured queue depth.
+    for _ in 0..3 {
+        let later = json!({ "kind": "noop", "run_at_ms": 4_000_000_000_000i64 });
+        crate::http_call(&http, &base, &admin, "POST", "/api/v1/tasks", Some(later)).await;
+    }
+    sim.wait_for("the queue depth alert", posted("queue depth 3 (alert at 3)")).await;
     let lost_notices = sim
         .requests()
         .iter()
