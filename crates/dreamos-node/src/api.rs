@@ -75,7 +75,8 @@ pub fn router(state: AppState) -> Router {
     let (mut routes, _) = routes().split_for_parts();
     if let Some(discord) = &state.discord {
         // Discord's own protocol (signed by Discord, not a bearer token): outside the
-        // OpenAPI document and the audit middleware; refusals are audited by the bot.
+        // OpenAPI document. The audit middleware records each delivery (a bad signature as
+        // `auth.failed`); the bot adds entries naming the Discord member.
         discord.attach(&state);
         routes = routes
             .route("/discord/interactions", axum::routing::post(crate::discord::interactions));

@@ -113,6 +113,14 @@ async fn ping_is_answered_and_a_bad_signature_is_refused() {
     let command = bot.sim.command("task", sub("list", json!([])), &[ADMIN]);
     let (status, _) = bot.sim.deliver_forged(&bot.endpoint, &command).await;
     assert_eq!(status, 401, "a forged command is refused before it runs");
+    // Forgeries are security events: in the audit log.
+    let filter = dreamos_store::AuditFilter { limit: 1_000, ..Default::default() };
+    let audit = bot.node.store.read_audit(filter).await.unwrap();
+    let forged = audit
+        .iter()
+        .filter(|e| e.entry.action == "auth.failed" && e.entry.target == "/discord/interactions")
+        .count();
+    assert_eq!(forged, 2, "{audit:#?}");
     bot.node.shutdown().await.unwrap();
 }
 
