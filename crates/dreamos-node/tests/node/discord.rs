@@ -22,36 +22,44 @@ struct Bot {
 
 impl Bot {
     async fn start(workspace: Option<&Path>) -> Self {
-        Self::start_with(workspace, false).await
+        Self::start_with(workspace, Simulator::start().await, "").await
     }
 
-    /// With `gateway`, the bot also connects to the simulator's gateway (heartbeats every
-    /// 250 ms, so a silent one is noticed quickly).
-    async fn start_with(workspace: Option<&Path>, gateway: bool) -> Self {
-        let sim =
-            if gateway { Simulator::with_heartbeat(250).await } else { Simulator::start().await };
+    /// A node whose bot reaches only `sim` (REST and gateway), with `extra` settings.
+    async fn start_with(workspace: Option<&Path>, sim: Simulator, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut toml = format!(
+        let toml = format!(
             "discord_application_id = {APPLICATION_ID}\n\
              discord_public_key = \"{}\"\n\
              discord_token = \"sim-bot-token\"\n\
              discord_channel = {CHANNEL_ID}\n\
              discord_api = \"{}\"\n\
-             exec_allow = [\"sleep\", \"printf\"]\n\
+             discord_gateway = \"{}\"\n\
+             exec_allow = [\"sleep\", \"printf\", \"false\"]\n\
+             {extra}\n\
              [discord_roles]\n\"{VIEWER}\" = \"viewer\"\n\"{OPERATOR}\" = \"operator\"\n\"{ADMIN}\" = \"admin\"\n",
             sim.public_key_hex(),
-            sim.rest_proxy()
+            sim.rest_proxy(),
+            sim.gateway_url()
         );
-        if gateway {
-            // Before the [discord_roles] table.
-            toml = format!("discord_gateway = \"{}\"\n{toml}", sim.gateway_url());
-        }
         std::fs::write(dir.path().join("dreamos.toml"), toml).unwrap();
         let mut config = crate::config(dir.path(), 2);
         config.workspaces.extend(workspace.map(Path::to_path_buf));
         let node = Node::start(config.clone()).await.unwrap();
         let endpoint = format!("http://{}/discord/interactions", node.addr);
         Self { node, config, sim, endpoint, _dir: dir }
+    }
+
+    /// A bot on a gateway that asks for heartbeats every 250 ms, so a silent one is noticed
+    /// quickly.
+    async fn with_gateway(workspace: Option<&Path>) -> Self {
+        Self::start_with(workspace, Simulator::with_heartbeat(250).await, "").await
+    }
+
+    /// `/task submit exec sleep 3` as an admin: work that outlasts the inline wait.
+    async fn submit_slow(&self) -> Value {
+        let payload = string("payload", r#"{"program":"sleep","args":["3"]}"#);
+        self.command("task", sub("submit", json!([string("kind", "exec"), payload])), ADMIN).await
     }
 
     /// Delivers a slash command as a member with `role`; the immediate answer.
@@ -154,9 +162,7 @@ async fn task_submit_runs_on_an_agent_and_notifies_the_submitter() {
 #[tokio::test]
 async fn long_work_is_deferred_then_the_original_is_edited() {
     let bot = Bot::start(None).await;
-    let payload = string("payload", r#"{"program":"sleep","args":["3"]}"#);
-    let answer =
-        bot.command("task", sub("submit", json!([string("kind", "exec"), payload])), ADMIN).await;
+    let answer = bot.submit_slow().await;
     assert_eq!(answer["type"], 5, "deferred: {answer}");
     let edit = bot
         .sim
@@ -174,9 +180,7 @@ async fn long_work_is_deferred_then_the_original_is_edited() {
 async fn a_rate_limited_follow_up_waits_and_lands() {
     let bot = Bot::start(None).await;
     bot.sim.inject_rate_limit("/messages/@original", Duration::from_millis(700));
-    let payload = string("payload", r#"{"program":"sleep","args":["3"]}"#);
-    let answer =
-        bot.command("task", sub("submit", json!([string("kind", "exec"), payload])), ADMIN).await;
+    let answer = bot.submit_slow().await;
     assert_eq!(answer["type"], 5, "{answer}");
     let landed = bot
         .sim
@@ -326,7 +330,7 @@ async fn callback(sim: &Simulator, interaction: &Value) -> dreamos_discord_sim::
 /// The same commands arrive over the gateway and are answered with interaction callbacks.
 #[tokio::test]
 async fn commands_arrive_over_the_gateway_too() {
-    let bot = Bot::start_with(None, true).await;
+    let bot = Bot::with_gateway(None).await;
     bot.sim.wait_gateway("identify", 1).await;
     let help = bot.sim.command("help", json!([]), &[VIEWER]);
     bot.sim.gateway_interaction(help.clone());
@@ -346,7 +350,7 @@ async fn commands_arrive_over_the_gateway_too() {
 /// unanswered are all survived, and every command sent along the way is answered exactly once.
 #[tokio::test]
 async fn gateway_trouble_loses_no_command() {
-    let bot = Bot::start_with(None, true).await;
+    let bot = Bot::with_gateway(None).await;
     let sim = &bot.sim;
     sim.wait_gateway("identify", 1).await;
     let mut sent = Vec::new();
@@ -432,7 +436,7 @@ async fn every_command_works_both_ways() {
         "import util\n\ndef run():\n    return util.helper_fn(1)\n",
     )
     .unwrap();
-    let bot = Bot::start_with(Some(src.path()), true).await;
+    let bot = Bot::with_gateway(Some(src.path())).await;
     bot.sim.wait_gateway("identify", 1).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", bot.node.addr);
@@ -524,22 +528,9 @@ async fn every_command_works_both_ways() {
 /// depth, the agent once while it stays lost.
 #[tokio::test]
 async fn lost_agents_and_dead_letters_are_announced() {
-    let sim = Simulator::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "discord_application_id = {APPLICATION_ID}\n\
-         discord_public_key = \"{}\"\n\
-         discord_channel = {CHANNEL_ID}\n\
-         discord_api = \"{}\"\n\
-         discord_watch_ms = 50\n\
-         alert_queue_depth = 3\n\
-         agent_heartbeat_ms = 50\n\
-         exec_allow = [\"false\"]\n",
-        sim.public_key_hex(),
-        sim.rest_proxy()
-    );
-    std::fs::write(dir.path().join("dreamos.toml"), toml).unwrap();
-    let node = Node::start(crate::config(dir.path(), 1)).await.unwrap();
+    let extra = "discord_watch_ms = 50\nalert_queue_depth = 3\nagent_heartbeat_ms = 50";
+    let bot = Bot::start_with(None, Simulator::start().await, extra).await;
+    let (node, sim) = (&bot.node, &bot.sim);
     let http = reqwest::Client::new();
     let base = format!("http://{}", node.addr);
     let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
@@ -587,7 +578,7 @@ async fn lost_agents_and_dead_letters_are_announced() {
         .filter(|r| r.body["content"].as_str().is_some_and(|c| c.contains("agent a2 is lost")))
         .count();
     assert_eq!(lost_notices, 1, "announced once while it stands");
-    node.shutdown().await.unwrap();
+    bot.node.shutdown().await.unwrap();
 }
 
 /// A burst of finished tasks does not spam the channel: their notices are joined into a few
