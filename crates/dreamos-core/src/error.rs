@@ -27,10 +27,12 @@ pub enum ErrorCode {
     UnsupportedProtocol,
     /// The route exists, but not with this method.
     MethodNotAllowed,
+    /// The node's storage is full: nothing of this request was accepted.
+    StorageFull,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::MalformedJson,
         ErrorCode::UnknownKind,
@@ -49,6 +51,7 @@ impl ErrorCode {
         ErrorCode::ProtocolViolation,
         ErrorCode::UnsupportedProtocol,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::StorageFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::ProtocolViolation => "protocol_violation",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::StorageFull => "storage_full",
         }
     }
 }

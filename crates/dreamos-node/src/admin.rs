@@ -16,6 +16,10 @@ use utoipa_axum::routes;
 
 use crate::api::{AppState, Caller};
 use crate::auth::{self, Role};
+use dreamos_service::policy;
+
+/// The longest lifetime a token may be given: ten years.
+const MAX_TOKEN_LIFETIME_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 use crate::error::ApiError;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -69,14 +73,11 @@ async fn create_token(
     let Json(body) = body?;
     let role: Role =
         body.role.parse().map_err(|e: String| ApiError::new(ErrorCode::BadRequest, e))?;
-    if role == Role::Agent {
+    if body.expires_in_ms.is_some_and(|ms| !(1..=MAX_TOKEN_LIFETIME_MS).contains(&ms)) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
-            "agent credentials belong to agents: use `dreamos agent create`",
+            format!("expires_in_ms must be between 1 and {MAX_TOKEN_LIFETIME_MS} (ten years)"),
         ));
-    }
-    if body.expires_in_ms.is_some_and(|ms| ms <= 0) {
-        return Err(ApiError::new(ErrorCode::BadRequest, "expires_in_ms must be positive"));
     }
     if let Some(ws) = &body.workspaces
         && (ws.is_empty() || ws.iter().any(|w| w.is_empty() || w.len() > 128))
@@ -86,6 +87,7 @@ async fn create_token(
             "workspaces lists at least one workspace name (omit it for all workspaces)",
         ));
     }
+    policy::may_mint(&who, role, body.workspaces.as_deref())?;
     let store = state.queue.store();
     let now = store.clock().now_ms();
     let label = body.label.unwrap_or_else(|| format!("{}-by-{}", role.as_str(), who.label));
@@ -108,9 +110,13 @@ async fn create_token(
     ),
 )]
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Role::Admin, "list tokens")?;
+    let who = caller.require(Role::Admin, "list tokens")?;
     let tokens = state.queue.store().list_tokens().await?;
-    let views: Vec<Value> = tokens.iter().map(token_view).collect();
+    let views: Vec<Value> = tokens
+        .iter()
+        .filter(|t| policy::sees_token(who, t.workspaces.as_deref()))
+        .map(token_view)
+        .collect();
     Ok(Json(json!({ "tokens": views })).into_response())
 }
 
@@ -130,9 +136,10 @@ async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin, "revoke tokens")?;
+    let who = caller.require(Role::Admin, "revoke tokens")?;
     let store = state.queue.store();
-    if store.find_token(&id).await?.is_none() {
+    let found = store.find_token(&id).await?;
+    if found.is_none_or(|t| !policy::sees_token(who, t.workspaces.as_deref())) {
         return Err(ApiError::new(ErrorCode::NotFound, format!("no token with id `{id}`")));
     }
     store.revoke_token(&id).await?;
@@ -169,7 +176,7 @@ async fn read_audit(
     caller: Caller,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin, "read the audit log")?;
+    policy::may_read_audit(&caller.0)?;
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 10_000 {
@@ -197,7 +204,7 @@ async fn read_audit(
     ),
 )]
 async fn verify_audit(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Role::Admin, "verify the audit log")?;
+    policy::may_read_audit(&caller.0)?;
     let started = std::time::Instant::now();
     let answer = match state.queue.store().verify_audit().await? {
         Ok((entries, head)) => json!({ "ok": true, "entries": entries, "head": head }),

@@ -234,22 +234,14 @@ async fn fan_out(ctx: &AgentContext, holder: &str, task: &Task, fence: i64) -> O
             Ok(r) => r,
             Err(e) => return fail("invalid_payload", format!("fanout tasks: {e}")),
         };
-    let admin = task.submitter.starts_with("admin:");
-    if let Some(r) = requests
-        .iter()
-        .find(|r| !admin && ctx.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only))
-    {
-        return fail("forbidden", format!("only admins may fan out `{}` tasks", r.kind));
-    }
-    let children = match ctx.queue.validate(&task.submitter, requests) {
-        Ok(c) => c,
-        Err(e) => return fail("invalid_payload", e.to_string()),
-    };
-    match ctx.queue.store().fan_out(task.id, fence, holder, children).await {
+    let tasks = dreamos_service::Tasks::new(ctx.queue.clone());
+    match tasks.fanout_children(task, holder, fence, requests).await {
         Ok(ids) => {
             tracing::info!(task = %task.id, children = ids.len(), "fanned out");
             None
         }
+        Err(e @ dreamos_service::ServiceError::Refused { .. }) => fail("forbidden", e.to_string()),
+        Err(dreamos_service::ServiceError::Queue(e)) => fail("invalid_payload", e.to_string()),
         Err(e) => fail("fan_out_failed", e.to_string()),
     }
 }
@@ -262,9 +254,12 @@ async fn execute(
 ) -> Outcome {
     match task.kind.as_str() {
         // `noop` succeeds at once, or after `sleep_ms` (to stand in for real work in tests);
-        // `"crash": true` makes the agent running it crash (to exercise its supervision).
+        // `"crash": true` makes the agent running it crash (to exercise its supervision), on a
+        // node configured for such tests only (`test_crash_switch`).
         "noop" => {
-            if task.payload.get("crash").and_then(|v| v.as_bool()) == Some(true) {
+            if ctx.config.test_crash_switch
+                && task.payload.get("crash").and_then(|v| v.as_bool()) == Some(true)
+            {
                 panic!("noop task {} asked its agent to crash", task.id);
             }
             let sleep_ms = task.payload.get("sleep_ms").and_then(|v| v.as_u64()).unwrap_or(0);

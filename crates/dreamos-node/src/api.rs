@@ -37,6 +37,8 @@ pub struct AppState {
     pub orchestrator: Arc<crate::orchestrator::Orchestrator>,
     pub limits: Arc<crate::limits::Limits>,
     pub tokens: Arc<auth::TokenCache>,
+    /// Coalesces repeated security events in the audit log.
+    pub audit_coalescer: Arc<crate::audit::Coalescer>,
     /// Becomes true when the API closes: open event streams end.
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The Discord bot, when configured: it serves `POST /discord/interactions`.
@@ -113,7 +115,7 @@ impl FromRequestParts<AppState> for Caller {
             .await?
         {
             Ok(principal) => {
-                slot.set_actor(principal.name());
+                slot.set_actor(principal.actor());
                 let rate = state.config.rate_limit_per_token;
                 if let Err(wait) = state.limits.by_token.take(
                     &principal.token_id,
@@ -136,29 +138,20 @@ impl FromRequestParts<AppState> for Caller {
 
 /// A workspace a scoped caller may not see is answered as if it did not exist.
 fn unseen(name: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no workspace named `{name}`"))
+    dreamos_service::ServiceError::unseen_workspace(name).into()
 }
 
-/// The workspace a task concerns, if any (the code kinds name one in their payload).
-fn task_workspace(payload: &serde_json::Value) -> Option<&str> {
-    payload.get("workspace").and_then(|w| w.as_str())
-}
-
-/// Whether `who` may see a task: scoped callers see only tasks of their workspaces, and
-/// tasks that concern no workspace but the code kinds.
-fn sees_task(who: &Principal, kind: &str, payload: &serde_json::Value) -> bool {
-    if who.workspaces.is_none() {
-        return true;
-    }
-    match task_workspace(payload) {
-        Some(w) => who.sees(w),
-        None => !crate::code::CAPABILITIES.contains(&kind),
+impl AppState {
+    /// The task operations of the service layer, which check every request's rights.
+    pub fn tasks(&self) -> dreamos_service::Tasks {
+        dreamos_service::Tasks::new(self.queue.clone())
     }
 }
 
 impl Caller {
     pub(crate) fn require(&self, role: Role, what: &str) -> Result<&Principal, ApiError> {
-        if self.0.role.allows(role) { Ok(&self.0) } else { Err(ApiError::forbidden(what)) }
+        dreamos_service::policy::require(&self.0, role, what)?;
+        Ok(&self.0)
     }
 }
 
@@ -279,36 +272,14 @@ async fn kinds(State(state): State<AppState>, caller: Caller) -> Result<Response
     Ok(Json(json!({ "kinds": kinds })).into_response())
 }
 
-fn check_kinds_allowed(
-    state: &AppState,
-    who: &Principal,
-    requests: &[SubmitRequest],
-) -> Result<(), ApiError> {
+/// The submission quota of non-admin tokens (a rate, not a right: rights are the service's).
+fn take_quota(state: &AppState, who: &Principal, n: usize) -> Result<(), ApiError> {
     let quota = state.config.submit_quota_per_minute;
     if who.role != Role::Admin && quota > 0.0 {
-        let n = requests.len() as f64;
+        let n = n as f64;
         state.limits.submissions.take(&who.token_id, n, quota / 60.0, quota.max(n)).map_err(
             |wait| crate::limits::too_many("this token's submission quota is used up", wait),
         )?;
-    }
-    for r in requests {
-        if !sees_task(who, &r.kind, &r.payload) {
-            return Err(match task_workspace(&r.payload) {
-                Some(w) => unseen(w),
-                None => ApiError::new(
-                    ErrorCode::Forbidden,
-                    format!(
-                        "this token is limited to some workspaces: name one in the `{}` task",
-                        r.kind
-                    ),
-                ),
-            });
-        }
-        if state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only)
-            && !who.role.allows(Role::Admin)
-        {
-            return Err(ApiError::forbidden(&format!("submit `{}` tasks (admin only)", r.kind)));
-        }
     }
     Ok(())
 }
@@ -330,11 +301,12 @@ async fn submit(
     caller: Caller,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "submit tasks")?;
+    let who = &caller.0;
     let Json(request) = body?;
     let requests = vec![request];
-    check_kinds_allowed(&state, who, &requests)?;
-    let summary = state.queue.submit(&who.name(), requests).await?.remove(0);
+    state.tasks().authorize(who, &requests)?;
+    take_quota(&state, who, 1)?;
+    let summary = state.tasks().submit(who, requests).await?.remove(0);
     if summary.created {
         state.metrics.submitted.inc();
     }
@@ -371,10 +343,11 @@ async fn submit_batch(
     caller: Caller,
     body: Result<Json<BatchBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "submit tasks")?;
+    let who = &caller.0;
     let Json(body) = body?;
-    check_kinds_allowed(&state, who, &body.tasks)?;
-    let summaries = state.queue.submit(&who.name(), body.tasks).await?;
+    state.tasks().authorize(who, &body.tasks)?;
+    take_quota(&state, who, body.tasks.len())?;
+    let summaries = state.tasks().submit(who, body.tasks).await?;
     state.metrics.submitted.inc_by(summaries.iter().filter(|s| s.created).count() as u64);
     Ok((StatusCode::CREATED, Json(SubmittedBatch { tasks: summaries })).into_response())
 }
@@ -430,7 +403,7 @@ async fn list(
     let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id)).flatten();
     let views: Vec<TaskView> = tasks
         .into_iter()
-        .filter(|t| sees_task(&who, &t.kind, &t.payload))
+        .filter(|t| dreamos_service::policy::sees_task(&who, &t.kind, &t.payload))
         .map(TaskView::from)
         .collect();
     Ok(Json(TaskPage { tasks: views, next_before: next }).into_response())
@@ -478,9 +451,7 @@ async fn show(
         let events = store.events(id).await?;
         (task, events)
     };
-    if !sees_task(&who, &task.kind, &task.payload) {
-        return Err(dreamos_store::StoreError::NotFound(id).into());
-    }
+    let task = state.tasks().seen(&who, task)?;
     let history = events.into_iter().map(EventView::from).collect();
     Ok(Json(TaskDetail { task: TaskView::from(task), history }).into_response())
 }
@@ -502,11 +473,9 @@ async fn cancel(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "cancel tasks")?;
     let id = parse_id(&raw)?;
-    visible(&state, who, id).await?;
-    state.queue.store().cancel(id, &who.name()).await?;
-    task_response(&state, id).await
+    let task = state.tasks().cancel(&caller.0, id).await?;
+    Ok(Json(TaskView::from(task)).into_response())
 }
 
 #[utoipa::path(
@@ -526,25 +495,8 @@ async fn retry(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "retry tasks")?;
     let id = parse_id(&raw)?;
-    visible(&state, who, id).await?;
-    state.queue.store().retry(id, &who.name()).await?;
-    task_response(&state, id).await
-}
-
-/// Not found, to a caller who may not see the task.
-async fn visible(state: &AppState, who: &Principal, id: TaskId) -> Result<(), ApiError> {
-    let task = state.queue.store().get(id).await?.ok_or(dreamos_store::StoreError::NotFound(id))?;
-    if sees_task(who, &task.kind, &task.payload) {
-        Ok(())
-    } else {
-        Err(dreamos_store::StoreError::NotFound(id).into())
-    }
-}
-
-async fn task_response(state: &AppState, id: TaskId) -> Result<Response, ApiError> {
-    let task = state.queue.store().get(id).await?.ok_or(dreamos_store::StoreError::NotFound(id))?;
+    let task = state.tasks().retry(&caller.0, id).await?;
     Ok(Json(TaskView::from(task)).into_response())
 }
 
@@ -598,7 +550,7 @@ struct AddWorkspace {
 /// Submits an `index` task for a workspace.
 async fn submit_index(state: &AppState, who: &Principal, name: &str) -> Result<TaskView, ApiError> {
     let request = SubmitRequest::new("index", json!({ "workspace": name }));
-    let summary = state.queue.submit(&who.name(), vec![request]).await?.remove(0);
+    let summary = state.tasks().submit(who, vec![request]).await?.remove(0);
     state.metrics.submitted.inc();
     let task = state
         .queue
@@ -637,9 +589,17 @@ async fn add_workspace(
         ));
     }
     let workspaces = state.workspaces.clone();
-    let ws =
-        blocking(move || workspaces.add(body.name.as_deref(), std::path::Path::new(&body.path)))
-            .await?;
+    let roots = state.config.workspace_roots.clone();
+    let explicit = state.config.workspace_roots_configured;
+    let ws = tokio::task::spawn_blocking(move || {
+        workspaces.add(body.name.as_deref(), std::path::Path::new(&body.path), &roots, explicit)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| match e {
+        crate::workspaces::AddError::Refused(e) => ApiError::from(e),
+        crate::workspaces::AddError::Scan(e) => scan_error(e),
+    })?;
     let task = submit_index(&state, &who, &ws.name).await?;
     Ok((
         StatusCode::CREATED,

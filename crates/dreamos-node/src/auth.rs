@@ -4,86 +4,12 @@
 //! random bits) is checked against the stored SHA-256 hash in constant time. The secret
 //! itself is shown once and never stored.
 
-use std::fmt;
-use std::str::FromStr;
-
 use dreamos_store::{ApiToken, Store};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a caller may do. Admin > operator > viewer; `agent` is for agent credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Agent,
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Whether this role includes everything `needed` may do (agents are a separate line).
-    pub fn allows(self, needed: Role) -> bool {
-        match (self, needed) {
-            (Role::Agent, Role::Agent) => true,
-            (Role::Agent, _) | (_, Role::Agent) => false,
-            (have, need) => have >= need,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "agent" => Ok(Role::Agent),
-            "viewer" => Ok(Role::Viewer),
-            "operator" => Ok(Role::Operator),
-            "admin" => Ok(Role::Admin),
-            other => {
-                Err(format!("unknown role `{other}`: expected admin, operator, viewer or agent"))
-            }
-        }
-    }
-}
-
-/// Who is calling, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub token_id: String,
-    pub role: Role,
-    pub label: String,
-    /// The workspaces this caller may see; `None`: all of them.
-    pub workspaces: Option<Vec<String>>,
-}
-
-impl Principal {
-    /// Whether this caller may see workspace `name`.
-    pub fn sees(&self, name: &str) -> bool {
-        self.workspaces.as_ref().is_none_or(|w| w.iter().any(|x| x == name))
-    }
-
-    /// The name recorded as a task's submitter or an event's actor.
-    pub fn name(&self) -> String {
-        format!("{}:{}", self.role, self.label)
-    }
-}
+pub use dreamos_service::{Principal, Role};
 
 fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -216,18 +142,6 @@ pub async fn authenticate_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn role_order_and_agents_apart() {
-        assert!(Role::Admin.allows(Role::Operator));
-        assert!(Role::Operator.allows(Role::Viewer));
-        assert!(!Role::Viewer.allows(Role::Operator));
-        assert!(!Role::Admin.allows(Role::Agent));
-        assert!(!Role::Agent.allows(Role::Viewer));
-        for r in [Role::Agent, Role::Viewer, Role::Operator, Role::Admin] {
-            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
-        }
-    }
 
     #[test]
     fn issued_tokens_are_long_random_and_stored_hashed() {

@@ -38,10 +38,30 @@ pub struct FileConfig {
     /// SQLite: sync the WAL on every commit (survives power loss, slower). Default false
     /// (commits survive a crash of the process).
     pub sqlite_full_sync: Option<bool>,
-    /// Programs `exec` tasks may run (names looked up in PATH, or absolute paths).
+    /// Programs `exec` tasks may run: names, resolved to absolute paths in the node's own
+    /// `PATH` when the configuration is loaded (never in a caller's), or absolute paths.
     pub exec_allow: Option<Vec<String>>,
-    /// Environment variables passed to `exec` programs (from the node or the payload).
+    /// Environment variables a payload may set for `exec` programs (the node's own values
+    /// are passed otherwise). `PATH`, `LD_*` and other loader or interpreter hooks are never
+    /// allowed. Default: HOME, LANG, TZ.
     pub exec_env_allow: Option<Vec<String>>,
+    /// Directories under which an `exec` payload may name its `cwd`; without one, every run
+    /// gets a fresh empty directory of its own. Default: none.
+    pub exec_cwd_roots: Option<Vec<PathBuf>>,
+    /// Most processes an `exec` program may have at once, its children included, enforced by
+    /// a pids cgroup per run where the node may create one (elsewhere the node warns that
+    /// it cannot). Default 64.
+    pub exec_max_processes: Option<u64>,
+    /// Directories under which workspaces may be registered. Default: the home directory of
+    /// the node's user and the directory the node started in. `/`, `/etc`, `/proc`, `/sys`,
+    /// `/dev`, `/boot`, `/root` and `/var` themselves are refused unless listed here exactly.
+    pub workspace_roots: Option<Vec<PathBuf>>,
+    /// The file holding the key of the audit chain (HMAC-SHA256), outside the store. Nodes
+    /// sharing a store must share it. Default `DATA_DIR/audit.key`, made on first start.
+    pub audit_key_file: Option<PathBuf>,
+    /// Testing only: lets `noop {"crash": true}` crash the local agent running it (to
+    /// exercise supervision). Default false: the switch is ignored.
+    pub test_crash_switch: Option<bool>,
     /// Default wall-time limit of an `exec` task, in ms. Default 60000.
     pub exec_timeout_ms: Option<u64>,
     /// Most bytes of stdout plus stderr an `exec` task may produce. Default 1048576.
@@ -73,8 +93,15 @@ pub struct FileConfig {
     /// Longest a request may take to be answered (a stream's answer starts at once), in ms.
     /// Long-polls wait at most 60 s. Default 90000.
     pub request_timeout_ms: Option<u64>,
-    /// Most connections open at once; past it, new ones wait. Default 10000.
+    /// Most connections open at once; past it, a few more are served `/healthz` only, then
+    /// new ones wait. Default 10000.
     pub max_connections: Option<usize>,
+    /// Most connections one client address may hold open; more are closed at once.
+    /// Default 1024.
+    pub max_connections_per_address: Option<usize>,
+    /// A request's head must arrive within this many ms, and a connection idle between
+    /// requests for this long is closed. Default 15000.
+    pub header_read_timeout_ms: Option<u64>,
     /// TLS: a PEM certificate chain; with `tls_key`, the API is served over HTTPS only.
     pub tls_cert: Option<PathBuf>,
     /// TLS: the PEM private key of `tls_cert`.
@@ -137,7 +164,17 @@ pub struct Config {
     pub max_payload_bytes: usize,
     pub sqlite_full_sync: bool,
     pub exec_allow: Vec<String>,
+    /// `exec_allow`, resolved: each allowed name and the absolute path it runs.
+    pub exec_programs: std::collections::BTreeMap<String, PathBuf>,
     pub exec_env_allow: Vec<String>,
+    pub exec_cwd_roots: Vec<PathBuf>,
+    pub exec_max_processes: u64,
+    pub workspace_roots: Vec<PathBuf>,
+    /// Whether `workspace_roots` was configured (not the defaults): then a sensitive tree
+    /// listed in it exactly may be a workspace.
+    pub workspace_roots_configured: bool,
+    pub test_crash_switch: bool,
+    pub audit_key_file: Option<PathBuf>,
     pub exec_timeout_ms: u64,
     pub exec_max_output_bytes: usize,
     pub workspaces: Vec<PathBuf>,
@@ -151,6 +188,8 @@ pub struct Config {
     pub submit_quota_per_minute: f64,
     pub request_timeout_ms: u64,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub header_read_timeout_ms: u64,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub kind_limits: std::collections::BTreeMap<String, usize>,
@@ -304,14 +343,29 @@ impl Config {
             archive_after_ms: c.archive_after_ms.unwrap_or(7 * 24 * 3600 * 1000),
             max_payload_bytes: c.max_payload_bytes.unwrap_or(256 * 1024),
             sqlite_full_sync: c.sqlite_full_sync.unwrap_or(false),
+            exec_programs: resolve_programs(c.exec_allow.as_deref()),
             exec_allow: c.exec_allow.unwrap_or_else(|| {
                 ["echo", "true", "false", "sleep", "uname", "date", "printf"]
                     .map(String::from)
                     .to_vec()
             }),
-            exec_env_allow: c
-                .exec_env_allow
-                .unwrap_or_else(|| ["PATH", "HOME", "LANG", "TZ"].map(String::from).to_vec()),
+            exec_env_allow: checked_env_allow(
+                c.exec_env_allow
+                    .clone()
+                    .unwrap_or_else(|| ["HOME", "LANG", "TZ"].map(String::from).to_vec()),
+            )?,
+            exec_cwd_roots: absolute_dirs(
+                "exec_cwd_roots",
+                c.exec_cwd_roots.clone().unwrap_or_default(),
+            )?,
+            exec_max_processes: c.exec_max_processes.unwrap_or(64).max(1),
+            workspace_roots: match c.workspace_roots.clone() {
+                Some(roots) => absolute_dirs("workspace_roots", roots)?,
+                None => default_workspace_roots(),
+            },
+            workspace_roots_configured: c.workspace_roots.is_some(),
+            test_crash_switch: c.test_crash_switch.unwrap_or(false),
+            audit_key_file: c.audit_key_file.clone(),
             exec_timeout_ms: c.exec_timeout_ms.unwrap_or(60_000),
             exec_max_output_bytes: c.exec_max_output_bytes.unwrap_or(1024 * 1024),
             workspaces: c.workspaces.unwrap_or_default(),
@@ -325,10 +379,19 @@ impl Config {
             submit_quota_per_minute: c.submit_quota_per_minute.unwrap_or(600_000.0).max(0.0),
             request_timeout_ms: c.request_timeout_ms.unwrap_or(90_000).max(1),
             max_connections: c.max_connections.unwrap_or(10_000).max(1),
+            max_connections_per_address: c.max_connections_per_address.unwrap_or(1_024).max(1),
+            header_read_timeout_ms: c.header_read_timeout_ms.unwrap_or(15_000).max(1),
             tls_cert: c.tls_cert,
             tls_key: c.tls_key,
             kind_limits: c.kind_limits.unwrap_or_default(),
         })
+    }
+
+    /// Allows `exec` to run these programs, resolved now in the node's own `PATH`.
+    pub fn set_exec_allow(&mut self, names: &[&str]) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        self.exec_programs = resolve_programs(Some(&names));
+        self.exec_allow = names;
     }
 
     /// The configuration as `dreamos config show` prints it. Store URLs lose any password.
@@ -337,6 +400,104 @@ impl Config {
         v["store"] = serde_json::Value::String(redact_url(&self.store));
         v
     }
+}
+
+/// Environment variables no payload may set, whatever `exec_env_allow` says: they choose which
+/// program or library runs (`PATH`, the dynamic loader's and interpreters' hooks).
+pub fn env_never_allowed(name: &str) -> bool {
+    const NEVER: [&str; 14] = [
+        "PATH",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "SHELLOPTS",
+        "PS4",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "PERL5LIB",
+        "PERL5OPT",
+        "RUBYOPT",
+        "NODE_OPTIONS",
+        "GCONV_PATH",
+    ];
+    let upper = name.to_ascii_uppercase();
+    NEVER.contains(&upper.as_str())
+        || upper.starts_with("LD_")
+        || upper.starts_with("DYLD_")
+        || upper.starts_with("MALLOC_")
+        || upper.starts_with("GLIBC_")
+}
+
+fn checked_env_allow(names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if let Some(bad) = names.iter().find(|n| env_never_allowed(n)) {
+        return Err(ConfigError(format!(
+            "exec_env_allow: `{bad}` chooses which program or library runs, so payloads may never set it"
+        )));
+    }
+    Ok(names)
+}
+
+fn absolute_dirs(option: &str, dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>, ConfigError> {
+    dirs.into_iter()
+        .map(|d| {
+            if !d.is_absolute() {
+                return Err(ConfigError(format!(
+                    "{option}: `{}` is not an absolute path",
+                    d.display()
+                )));
+            }
+            Ok(d.canonicalize().unwrap_or(d))
+        })
+        .collect()
+}
+
+fn default_workspace_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute()) {
+        roots.push(home.canonicalize().unwrap_or(home));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd.canonicalize().unwrap_or(cwd));
+    }
+    roots
+}
+
+/// Resolves the allowed programs once, in the node's own `PATH`: a payload's environment can
+/// never choose which file runs. A name found nowhere is left out (and runs nothing).
+fn resolve_programs(allow: Option<&[String]>) -> std::collections::BTreeMap<String, PathBuf> {
+    let default = ["echo", "true", "false", "sleep", "uname", "date", "printf"].map(String::from);
+    let names = allow.unwrap_or(&default);
+    names
+        .iter()
+        .filter_map(|name| {
+            let found = find_program(name);
+            if found.is_none() {
+                tracing::warn!(program = %name, "exec_allow: not found in the node's PATH; `exec` cannot run it");
+            }
+            found.map(|p| (name.clone(), p))
+        })
+        .collect()
+}
+
+/// An executable file for `name`: itself if absolute, else the first in the node's `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let path = Path::new(name);
+    if path.is_absolute() {
+        return executable(path).then(|| path.to_path_buf());
+    }
+    if name.contains('/') || name.is_empty() {
+        return None;
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&search)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -377,6 +538,14 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(sqlite_full_sync, "DREAMOS_SQLITE_FULL_SYNC", parse);
     env!(exec_allow, "DREAMOS_EXEC_ALLOW", list);
     env!(exec_env_allow, "DREAMOS_EXEC_ENV_ALLOW", list);
+    env!(exec_max_processes, "DREAMOS_EXEC_MAX_PROCESSES", parse);
+    env!(audit_key_file, "DREAMOS_AUDIT_KEY_FILE", parse);
+    if let Some(v) = get("DREAMOS_EXEC_CWD_ROOTS") {
+        c.exec_cwd_roots = Some(list(v).into_iter().map(PathBuf::from).collect::<Vec<_>>());
+    }
+    if let Some(v) = get("DREAMOS_WORKSPACE_ROOTS") {
+        c.workspace_roots = Some(list(v).into_iter().map(PathBuf::from).collect::<Vec<_>>());
+    }
     env!(exec_timeout_ms, "DREAMOS_EXEC_TIMEOUT_MS", parse);
     env!(exec_max_output_bytes, "DREAMOS_EXEC_MAX_OUTPUT_BYTES", parse);
     env!(exec_max_memory_bytes, "DREAMOS_EXEC_MAX_MEMORY_BYTES", parse);
@@ -389,6 +558,8 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(submit_quota_per_minute, "DREAMOS_SUBMIT_QUOTA_PER_MINUTE", parse);
     env!(request_timeout_ms, "DREAMOS_REQUEST_TIMEOUT_MS", parse);
     env!(max_connections, "DREAMOS_MAX_CONNECTIONS", parse);
+    env!(max_connections_per_address, "DREAMOS_MAX_CONNECTIONS_PER_ADDRESS", parse);
+    env!(header_read_timeout_ms, "DREAMOS_HEADER_READ_TIMEOUT_MS", parse);
     env!(tls_cert, "DREAMOS_TLS_CERT", parse);
     env!(tls_key, "DREAMOS_TLS_KEY", parse);
     env!(discord_token, "DREAMOS_DISCORD_TOKEN", parse);
@@ -424,11 +595,39 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
 /// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((auth, host)) = rest.split_once('@') else { return url.to_string() };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // The user information ends at the authority's last `@` (a password may hold one).
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}{}", redact_query(tail))
+}
+
+/// Hides the values of query parameters that carry secrets (`password`, `sslpassword`, ...).
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else { return tail.to_string() };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, format!("#{f}")),
+        None => (query, String::new()),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if secret_param(key) => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}{fragment}", params.join("&"))
+}
+
+fn secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "sslkey"].iter().any(|s| key.contains(s))
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
     }
 }
 
@@ -107,7 +108,22 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidTransition { id, state, .. } => json!({ "id": id, "state": state }),
             _ => Value::Null,
         };
-        Self { code: e.code(), message: e.to_string(), details, retry_after: None }
+        let message = if e.is_storage_full() {
+            "the node's storage is full: nothing of this request was accepted; free space and try again".to_string()
+        } else {
+            e.to_string()
+        };
+        Self { code: e.code(), message, details, retry_after: None }
+    }
+}
+
+impl From<dreamos_service::ServiceError> for ApiError {
+    fn from(e: dreamos_service::ServiceError) -> Self {
+        match e {
+            dreamos_service::ServiceError::Refused { code, message } => Self::new(code, message),
+            dreamos_service::ServiceError::Queue(q) => q.into(),
+            dreamos_service::ServiceError::Store(s) => s.into(),
+        }
     }
 }
 
@@ -170,6 +186,8 @@ pub async fn json_errors(response: Response) -> Response {
         .unwrap_or_default();
     let code = match status {
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,

@@ -48,13 +48,27 @@ pub async fn run(
         Ok(p) => p,
         Err(e) => return fail("invalid_payload", e.to_string(), false),
     };
-    if !config.exec_allow.iter().any(|allowed| allowed == &payload.program) {
+    // The program is the file resolved from the node's own PATH when the configuration was
+    // loaded: nothing in the payload chooses which file runs.
+    let program = config.exec_programs.get(&payload.program).cloned().or_else(|| {
+        config.exec_programs.values().find(|p| p.as_os_str() == payload.program.as_str()).cloned()
+    });
+    let Some(program) = program else {
         return fail(
             "program_not_allowed",
             format!(
                 "`{}` is not in exec_allow ({})",
                 payload.program,
-                config.exec_allow.join(", ")
+                config.exec_programs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            false,
+        );
+    };
+    if let Some(key) = payload.env.keys().find(|k| crate::config::env_never_allowed(k)) {
+        return fail(
+            "env_not_allowed",
+            format!(
+                "environment variable `{key}` chooses which program or library runs: payloads may never set it"
             ),
             false,
         );
@@ -66,6 +80,13 @@ pub async fn run(
             false,
         );
     }
+    let Some(prlimit) = crate::config::find_program("prlimit") else {
+        return fail("spawn_failed", "prlimit (util-linux) is not installed on this node", false);
+    };
+    let mut run = match crate::sandbox::Run::prepare(config, payload.cwd.as_deref()) {
+        Ok(r) => r,
+        Err(message) => return fail("cwd_not_allowed", message, false),
+    };
     let timeout_ms = [
         Some(config.exec_timeout_ms),
         payload.timeout_ms,
@@ -88,35 +109,83 @@ pub async fn run(
         payload.max_cpu_ms.unwrap_or(config.exec_max_cpu_ms).min(config.exec_max_cpu_ms);
     let cpu_s = max_cpu_ms.div_ceil(1000).max(1);
     // The kernel enforces the CPU limit: SIGXCPU at the soft limit, SIGKILL a second later.
-    let mut command = Command::new("prlimit");
-    command
-        .arg(format!("--cpu={cpu_s}:{}", cpu_s + 1))
+    let mut argv: Vec<std::ffi::OsString> = vec![
+        prlimit.into(),
+        format!("--cpu={cpu_s}:{}", cpu_s + 1).into(),
         // The data segment limit is inherited by the program's children, which the resident
         // set sampling does not see.
-        .arg(format!("--data={max_memory}"))
-        .arg("--")
-        .arg(&payload.program)
-        .args(&payload.args)
+        format!("--data={max_memory}").into(),
+        "--".into(),
+        program.into(),
+    ];
+    argv.extend(payload.args.iter().map(Into::into));
+    // With a cgroup, a fixed shell line waits until the node has moved it into the cgroup,
+    // then becomes the program: nothing the program starts can escape the process cap.
+    let gate =
+        run.cgroup_procs().and_then(|procs| Some((procs, crate::config::find_program("sh")?)));
+    let mut command = match &gate {
+        Some((_, sh)) => {
+            let mut c = Command::new(sh);
+            c.arg("-c").arg("read -r _ && exec \"$@\" </dev/null").arg("dreamos-exec").args(&argv);
+            c.stdin(Stdio::piped());
+            c
+        }
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c.stdin(Stdio::null());
+            c
+        }
+    };
+    command
         .env_clear()
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group: a terminal's Ctrl-C to the node does not reach it, and the
+        // whole group is killed when the run ends.
+        .process_group(0)
+        .current_dir(&run.cwd)
         .kill_on_drop(true);
+    // The node's own PATH (never the payload's) and the node's values of the allowed names;
+    // then what the payload sets of those.
+    command.env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    );
     for key in &config.exec_env_allow {
         if let Ok(value) = std::env::var(key) {
             command.env(key, value);
         }
     }
     command.envs(&payload.env);
-    if let Some(cwd) = &payload.cwd {
-        command.current_dir(cwd);
-    }
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             return fail("spawn_failed", format!("cannot start `{}`: {e}", payload.program), false);
         }
     };
+    run.started(child.id());
+    if let Some((procs, _)) = &gate {
+        let moved = match child.id() {
+            Some(pid) => std::fs::write(procs, pid.to_string()).map_err(|e| e.to_string()),
+            None => Err("the process is gone".into()),
+        };
+        let opened = match (moved, child.stdin.take()) {
+            (Ok(()), Some(mut stdin)) => {
+                use tokio::io::AsyncWriteExt;
+                stdin.write_all(b"go\n").await.map_err(|e| e.to_string())
+            }
+            (Ok(()), None) => Err("no stdin".into()),
+            (Err(e), _) => Err(e),
+        };
+        if let Err(e) = opened {
+            return fail(
+                "spawn_failed",
+                format!("cannot confine `{}`: {e}", payload.program),
+                false,
+            );
+        }
+    }
     let total = Arc::new(AtomicUsize::new(0));
     let over = Arc::new(AtomicBool::new(false));
     let over_cap = Arc::new(Notify::new());
@@ -143,6 +212,9 @@ pub async fn run(
         _ = over_cap.notified() => Err(fail("output_limit", format!("killed after writing more than {cap} bytes of output"), false)),
         _ = cancel.wait_for(|c| *c) => Err(Outcome::Cancelled),
     };
+    // The run is over, however it ended: every process it started goes with it, so nothing
+    // outlives the timeout and nothing holds the output pipes open.
+    run.kill_all();
     let status = match ended {
         Ok(status) => status,
         Err(outcome) => {
@@ -150,8 +222,13 @@ pub async fn run(
             return outcome;
         }
     };
-    let out = stdout.await.unwrap_or_default();
-    let err = stderr.await.unwrap_or_default();
+    // Reading what is left is bounded too: a process that escaped the group and the cgroup
+    // could hold a pipe open, but not the task.
+    let drain = Duration::from_millis(500);
+    let out =
+        tokio::time::timeout(drain, stdout).await.ok().and_then(Result::ok).unwrap_or_default();
+    let err =
+        tokio::time::timeout(drain, stderr).await.ok().and_then(Result::ok).unwrap_or_default();
     if over.load(Ordering::SeqCst) {
         return fail("output_limit", format!("wrote more than {cap} bytes of output"), false);
     }

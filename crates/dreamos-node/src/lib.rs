@@ -31,6 +31,8 @@ mod node;
 pub mod openapi;
 pub mod orchestrator;
 pub mod protocol;
+mod sandbox;
+mod serve;
 mod tls;
 pub mod views;
 pub mod workspaces;

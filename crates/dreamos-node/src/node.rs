@@ -40,10 +40,18 @@ pub struct Node {
 impl Node {
     /// Starts everything and returns once the API is listening.
     pub async fn start(config: Config) -> Result<Node> {
-        std::fs::create_dir_all(&config.data_dir)
+        // Everything the node creates (the store, its WAL, indexes, tokens) is its user's alone:
+        // files 0600 and directories 0700; the data dir is made (or made again) 0700 and marked
+        // so that the code scanner never indexes it.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        dreamos_scan::walk::mark_data_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
         let node_id = node_id(&config.data_dir)?;
+        let key_path =
+            config.audit_key_file.clone().unwrap_or_else(|| config.data_dir.join("audit.key"));
+        let (audit_key, new_key) = crate::audit::load_or_make_key(&key_path)?;
         let store_config = StoreConfig {
+            audit_key: Some(audit_key.clone()),
             aging_ms: config.aging_ms,
             sqlite_full_sync: config.sqlite_full_sync,
             pg_schema: config.store_schema.clone(),
@@ -55,6 +63,9 @@ impl Node {
             .with_context(|| {
             format!("cannot open the store {}", crate::config::redact_url(&config.store))
         })?;
+        if new_key {
+            crate::audit::record_legacy_head(&key_path, &audit_key, &store).await?;
+        }
 
         // The previous run of this node may have died holding tasks: they go back through the
         // retry policy now rather than when their leases lapse.
@@ -85,8 +96,11 @@ impl Node {
             tokio::task::spawn_blocking(move || workspaces.watch_all());
         }
         for path in &config.workspaces {
+            // Named on the node's own command line or file by its owner: allowed where it is
+            // (the data dir and its insides still never are).
+            let own = [path.canonicalize().unwrap_or_else(|_| path.clone())];
             let ws = workspaces
-                .add(None, path)
+                .add(None, path, &own, true)
                 .with_context(|| format!("cannot add the workspace {}", path.display()))?;
             let request = SubmitRequest::new("index", serde_json::json!({ "workspace": ws.name }));
             let task = queue.submit("admin:up", vec![request]).await?.remove(0);
@@ -141,43 +155,30 @@ impl Node {
             orchestrator,
             limits: Default::default(),
             tokens: Default::default(),
+            audit_coalescer: Default::default(),
             closing: http_stop_rx.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let max_connections = config.max_connections;
         let tls_on = config.tls_cert.is_some();
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let shutdown = async move {
-            let mut rx = http_stop_rx;
-            let _ = rx.wait_for(|s| *s).await;
+        let app = router(state);
+        let limits = crate::serve::ServeLimits {
+            max_connections: config.max_connections,
+            per_address: config.max_connections_per_address,
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         };
-        // `tap_io` only to reuse axum's connect-info for wrapped listeners.
-        use axum::serve::ListenerExt;
         let http = match tls {
             Some(acceptor) => {
-                let listener = crate::limits::LimitedListener::new(
-                    crate::tls::TlsListener::new(listener, acceptor)?,
-                    max_connections,
-                )
-                .tap_io(|_| {});
-                tokio::spawn(async move {
-                    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-                })
+                let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+                tokio::spawn(crate::serve::serve(listener, app, limits, http_stop_rx))
             }
-            None => {
-                let listener =
-                    crate::limits::LimitedListener::new(listener, max_connections).tap_io(|_| {});
-                tokio::spawn(async move {
-                    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-                })
-            }
+            None => tokio::spawn(crate::serve::serve(listener, app, limits, http_stop_rx)),
         };
         let grace = Duration::from_millis(config.grace_ms);
         let task_store = store.clone();

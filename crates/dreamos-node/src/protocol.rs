@@ -617,18 +617,13 @@ async fn children(
     let id = agent_id(&caller)?;
     let body: ChildrenBody = checked(&SCHEMAS.children, "children", body)?;
     let parent = TaskId(raw);
-    let task = state.queue.store().get(parent).await?.ok_or(StoreError::NotFound(parent))?;
-    if let Some(r) = body.tasks.iter().find(|r| {
-        !task.submitter.starts_with("admin:")
-            && state.queue.kinds().get(&r.kind).is_some_and(|k| k.admin_only)
-    }) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("only admins' tasks may fan out `{}` tasks", r.kind),
-        ));
-    }
-    let children = state.queue.validate(&task.submitter, body.tasks)?;
-    let ids = state.queue.store().fan_out(parent, body.fence, &holder_of(&id), children).await?;
+    // The children run with the agent's own rights: the kinds its credential was granted.
+    let granted: Vec<String> =
+        record(&state, &id).await?.capabilities.into_iter().map(|c| c.name).collect();
+    let ids = state
+        .tasks()
+        .agent_children(&caller.0, &granted, parent, body.fence, &holder_of(&id), body.tasks)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({ "children": ids }))).into_response())
 }
 
@@ -994,7 +989,8 @@ async fn control_agent(
     Path((key, action)): Path<(String, String)>,
     body: Result<Option<Json<OperatorMessage>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "control agents")?.name();
+    let principal = caller.require(Role::Operator, "control agents")?.clone();
+    let who = principal.name();
     let body = body?;
     let agent = resolve(&state, &key).await?;
     let control = match action.as_str() {
@@ -1004,7 +1000,7 @@ async fn control_agent(
         "restart" => Control::Restart,
         "messages" => {
             let m = body.map(|Json(m)| m).unwrap_or_default();
-            return message_agent(&state, &who, &agent, m).await;
+            return message_agent(&state, principal.inbox(), &agent, m).await;
         }
         other => {
             return Err(ApiError::new(
@@ -1018,13 +1014,11 @@ async fn control_agent(
     Ok(Json(agent_view(&agent)).into_response())
 }
 
-fn operator_address(who: &str) -> String {
-    format!("user:{who}")
-}
-
+/// Sends an operator's message to an agent; replies come to `me`, the operator's own inbox
+/// (one per credential, so two operators never read each other's replies).
 async fn message_agent(
     state: &AppState,
-    who: &str,
+    me: String,
     agent: &AgentRecord,
     m: OperatorMessage,
 ) -> Result<Response, ApiError> {
@@ -1037,7 +1031,6 @@ async fn message_agent(
         reply_to: None,
         ttl_ms: m.ttl_ms,
     };
-    let me = operator_address(who);
     let sent = send(state, me.clone(), body).await?;
     let wait = Duration::from_millis(m.wait_ms.unwrap_or(0).min(MAX_CLAIM_WAIT_MS));
     if wait.is_zero() {
@@ -1081,7 +1074,7 @@ async fn operator_broadcast(
     caller: Caller,
     body: Result<Json<OperatorMessage>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "broadcast to agents")?.name();
+    let me = caller.require(Role::Operator, "broadcast to agents")?.inbox();
     let Json(m) = body?;
     let body = MessageBody {
         to: None,
@@ -1091,7 +1084,7 @@ async fn operator_broadcast(
         reply_to: None,
         ttl_ms: m.ttl_ms,
     };
-    send(&state, operator_address(&who), body).await
+    send(&state, me, body).await
 }
 
 #[utoipa::path(
@@ -1109,9 +1102,8 @@ async fn operator_inbox(
     caller: Caller,
     query: Result<Query<InboxQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Operator, "read messages")?.name();
+    let me = caller.require(Role::Operator, "read messages")?.inbox();
     let Query(q) = query?;
-    let me = operator_address(&who);
     let messages = inbox(&state, me.clone(), q.max.unwrap_or(100)).await?;
     if !messages.is_empty() {
         let ids = messages.iter().map(|m| m.id).collect();

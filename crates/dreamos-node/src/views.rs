@@ -67,7 +67,9 @@ impl From<Task> for TaskView {
             progress: t.progress,
             result: t.result,
             error: t.error,
-            idempotency_key: t.idempotency_key,
+            idempotency_key: t
+                .idempotency_key
+                .map(|k| dreamos_service::policy::shown_idempotency_key(&k).to_string()),
             submitter: t.submitter,
             cancel_requested: t.cancel_requested,
             created_at: time(t.created_at_ms),

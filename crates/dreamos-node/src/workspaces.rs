@@ -18,8 +18,27 @@ pub struct WorkspaceView {
     pub watching: bool,
 }
 
+/// Why a workspace was not added: the policy refused it, or the scanner could not.
+#[derive(Debug)]
+pub enum AddError {
+    Refused(dreamos_service::ServiceError),
+    Scan(ScanError),
+}
+
+impl std::fmt::Display for AddError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddError::Refused(e) => e.fmt(f),
+            AddError::Scan(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AddError {}
+
 pub struct Workspaces {
     registry: Registry,
+    data_dir: std::path::PathBuf,
     open: Mutex<HashMap<String, Arc<Index>>>,
     watches: Mutex<HashMap<String, Watch>>,
 }
@@ -38,6 +57,7 @@ impl Workspaces {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             registry: Registry::new(data_dir),
+            data_dir: data_dir.to_path_buf(),
             open: Mutex::new(HashMap::new()),
             watches: Mutex::new(HashMap::new()),
         }
@@ -57,8 +77,25 @@ impl Workspaces {
         Ok(out)
     }
 
-    pub fn add(&self, name: Option<&str>, path: &Path) -> Result<Workspace, ScanError> {
-        self.registry.add(name, path)
+    /// Registers a workspace at `path` if the policy allows it there: under one of `roots`,
+    /// outside the node's data dir, not a sensitive system tree (see
+    /// [`dreamos_service::workspaces`]).
+    pub fn add(
+        &self,
+        name: Option<&str>,
+        path: &Path,
+        roots: &[std::path::PathBuf],
+        explicit: bool,
+    ) -> Result<Workspace, AddError> {
+        let root = path.canonicalize().map_err(|e| {
+            AddError::Scan(ScanError::Config(format!(
+                "cannot use {} as a workspace: {e}",
+                path.display()
+            )))
+        })?;
+        dreamos_service::workspaces::may_register(&root, roots, explicit, &self.data_dir)
+            .map_err(AddError::Refused)?;
+        self.registry.add(name, &root).map_err(AddError::Scan)
     }
 
     /// Stops watching a workspace and forgets it (its index is deleted, its files kept).

@@ -87,7 +87,7 @@ impl Registry {
     }
 
     fn save(&self, file: &File) -> Result<(), ScanError> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|e| ScanError::io(&self.data_dir, e))?;
+        crate::walk::mark_data_dir(&self.data_dir).map_err(|e| ScanError::io(&self.data_dir, e))?;
         let tmp = self.data_dir.join(format!("workspaces.json.{}.tmp", std::process::id()));
         let text =
             serde_json::to_string_pretty(file).map_err(|e| ScanError::Config(e.to_string()))?;

@@ -158,6 +158,8 @@ impl Walker {
             // As ripgrep: `.gitignore` applies inside a git repository (`.ignore` always).
             .require_git(true)
             .follow_links(false)
+            // A Dream.OS data dir (tokens, the store, indexes) is never indexed, wherever it lies.
+            .filter_entry(|e| !(e.file_type().is_some_and(|t| t.is_dir()) && is_data_dir(e.path())))
             .build();
         for entry in walker {
             let Ok(entry) = entry else { continue };
@@ -210,6 +212,12 @@ impl Walker {
         }
         if !normal.starts_with(&self.root) {
             return Err(outside());
+        }
+        if normal.ancestors().take_while(|a| a.starts_with(&self.root)).any(is_data_dir) {
+            return Err(ScanError::OutsideRoot {
+                path: path.display().to_string(),
+                root: format!("{} (a Dream.OS data dir is never indexed)", self.root.display()),
+            });
         }
         if let Ok(real) = normal.canonicalize()
             && !real.starts_with(&self.root)
@@ -332,6 +340,30 @@ pub(crate) fn is_test(rel: &str) -> bool {
 /// The language of a file; `None` for text we only search, never parse.
 pub(crate) fn lang_of(rel: &str) -> Option<Lang> {
     Lang::of_path(Path::new(rel))
+}
+
+/// The file that marks a directory as a Dream.OS data dir: such a directory and everything
+/// under it is never walked, watched or read by the scanner.
+pub const DATA_DIR_MARKER: &str = ".dreamos-data-dir";
+
+/// Whether `dir` is a Dream.OS data dir (it holds [`DATA_DIR_MARKER`]).
+pub fn is_data_dir(dir: &Path) -> bool {
+    dir.join(DATA_DIR_MARKER).exists()
+}
+
+/// Marks `dir` as a data dir, creating it (mode 0700) if needed.
+pub fn mark_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let marker = dir.join(DATA_DIR_MARKER);
+    if !marker.exists() {
+        std::fs::write(
+            &marker,
+            "This directory is a Dream.OS data dir: its code scanner never indexes it.\n",
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,11 +45,27 @@ impl StoreError {
             StoreError::Conflict(_) => ErrorCode::BadRequest,
             StoreError::NotHolder { .. } => ErrorCode::Forbidden,
             StoreError::Closed => ErrorCode::Unavailable,
+            _ if self.is_storage_full() => ErrorCode::StorageFull,
             StoreError::Config(_)
             | StoreError::Corrupt(_)
             | StoreError::Database(_)
             | StoreError::Sqlite(_)
             | StoreError::Migrate(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// True when the database could not write because its disk is full (SQLite's
+    /// `SQLITE_FULL`, PostgreSQL's `disk_full`): nothing of the request was committed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("53100" | "13"))
+            }
+            StoreError::Database(sqlx::Error::Io(e)) => e.raw_os_error() == Some(28),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
         }
     }
 

@@ -44,7 +44,8 @@ pub use agents::{
     Message, NewMessage, Waiter, claim_capabilities, label_requirement,
 };
 pub use audit::{
-    AuditEntry, AuditFilter, AuditRecord, ChainBreak, GENESIS, entry_hash, verify_chain,
+    AuditEntry, AuditFilter, AuditKey, AuditRecord, ChainBreak, GENESIS, entry_hash, keyed_hash,
+    verify_chain,
 };
 pub use error::StoreError;
 pub use feed::{AgentChange, Feed, TaskChange};
@@ -82,6 +83,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn signals(&self) -> &Signals;
 
     fn clock(&self) -> &Arc<dyn Clock>;
+
+    /// The key of the audit chain, if it is keyed.
+    fn audit_key(&self) -> Option<&AuditKey>;
 
     /// Applies one write request in a transaction of its own (PostgreSQL) or in the next group
     /// commit (SQLite). Either all of a request's changes are committed or none are.
@@ -248,7 +252,7 @@ impl dyn Store {
             if page.is_empty() {
                 return Ok(Ok(head));
             }
-            match verify_chain(&page, head) {
+            match verify_chain(&page, head, self.audit_key()) {
                 Ok(h) => head = h,
                 Err(b) => return Ok(Err(b)),
             }

@@ -104,11 +104,12 @@ impl Response {
 }
 
 /// What a transaction needs to know besides its request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     pub now: i64,
     pub aging_ms: i64,
     pub fair_spacing_ms: i64,
+    pub audit_key: Option<crate::AuditKey>,
 }
 
 impl Ctx {

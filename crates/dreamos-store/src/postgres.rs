@@ -96,6 +96,10 @@ impl Store for PgStore {
         &self.clock
     }
 
+    fn audit_key(&self) -> Option<&crate::AuditKey> {
+        self.config.audit_key.as_ref()
+    }
+
     async fn write(&self, request: Request) -> Result<Response> {
         let mut tries = 0;
         loop {
@@ -103,6 +107,7 @@ impl Store for PgStore {
                 now: self.clock.now_ms(),
                 aging_ms: self.config.aging_ms,
                 fair_spacing_ms: self.config.fair_spacing_ms,
+                audit_key: self.config.audit_key.clone(),
             };
             let mut tx = self.pool.begin().await?;
             let answer = apply(&mut *tx, &ctx, &request).await;

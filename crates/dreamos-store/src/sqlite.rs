@@ -39,6 +39,7 @@ pub(crate) struct SqliteStore {
     points: PointReads,
     signals: Arc<Signals>,
     clock: Arc<dyn Clock>,
+    audit_key: Option<crate::AuditKey>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -53,6 +54,7 @@ impl SqliteStore {
         config: StoreConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
+        let audit_key = config.audit_key.clone();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Config(format!("cannot create {}: {e}", parent.display()))
@@ -92,7 +94,7 @@ impl SqliteStore {
             .name("dreamos-sqlite-writer".into())
             .spawn(move || run_writer(writer_conn, inbox, config, thread_clock, thread_signals))
             .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { writer, reads, points, signals, clock })
+        Ok(Self { writer, reads, points, signals, clock, audit_key })
     }
 }
 
@@ -128,6 +130,7 @@ fn run_writer(
             now: clock.now_ms(),
             aging_ms: config.aging_ms,
             fair_spacing_ms: config.fair_spacing_ms,
+            audit_key: config.audit_key.clone(),
         };
         let answers = commit_group(&mut conn, &ctx, &batch);
         let mut wake: Option<Option<usize>> = None;
@@ -210,6 +213,10 @@ impl Store for SqliteStore {
 
     fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    fn audit_key(&self) -> Option<&crate::AuditKey> {
+        self.audit_key.as_ref()
     }
 
     async fn write(&self, request: Request) -> Result<Response> {

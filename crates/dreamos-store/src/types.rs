@@ -27,6 +27,8 @@ pub struct StoreConfig {
     /// placed at least this far apart in the claim order, so a submitter with a large backlog
     /// does not hold back another's new work. 0 turns it off (plain arrival order).
     pub fair_spacing_ms: i64,
+    /// Keys the audit chain (HMAC-SHA256); `None`: plain SHA-256.
+    pub audit_key: Option<crate::AuditKey>,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +43,7 @@ impl Default for StoreConfig {
             max_group: 512,
             pg_schema: None,
             fair_spacing_ms: 10,
+            audit_key: None,
         }
     }
 }

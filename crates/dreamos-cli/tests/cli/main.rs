@@ -4,6 +4,7 @@ mod agents;
 mod code;
 mod crash;
 mod discord;
+mod signals;
 mod usage;
 
 use std::io::{BufRead, BufReader};
@@ -27,7 +28,22 @@ impl UpProcess {
 
     /// Starts a node with extra `DREAMOS_*` settings in its environment.
     pub fn start_with_env(data_dir: &Path, agents: usize, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::spawn(data_dir, agents, env, false)
+    }
+
+    /// Starts a node leading a process group of its own, as a shell starts a foreground job:
+    /// a terminal's Ctrl-C goes to the whole group.
+    pub fn start_in_group(data_dir: &Path, agents: usize, env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, agents, env, true)
+    }
+
+    fn spawn(data_dir: &Path, agents: usize, env: &[(&str, &str)], group: bool) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(BIN);
+        if group {
+            command.process_group(0);
+        }
+        let mut child = command
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["up", "--listen", "127.0.0.1:0", "--agents", &agents.to_string()])
@@ -63,6 +79,18 @@ impl UpProcess {
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// Waits up to 30 s for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("dreamos up did not exit within 30 s");
     }
 
     pub fn terminate(mut self) {

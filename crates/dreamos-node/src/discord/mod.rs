@@ -1107,7 +1107,11 @@ pub async fn interactions(
     };
     if !bot.verify(&headers, &body) {
         tracing::info!("Discord interaction with a bad signature refused");
-        return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
+        return crate::error::ApiError::new(
+            dreamos_core::ErrorCode::Unauthorized,
+            "invalid request signature",
+        )
+        .into_response();
     }
     let interaction: Interaction = match serde_json::from_slice(&body) {
         Ok(i) => i,

@@ -52,6 +52,7 @@ impl Api {
             config,
             limits: Default::default(),
             tokens: Default::default(),
+            audit_coalescer: Default::default(),
             closing: tokio::sync::watch::channel(false).1,
             discord: None,
             node_id: "test".into(),

@@ -116,19 +116,20 @@ async fn ping_is_answered_and_a_bad_signature_is_refused() {
     let bot = Bot::start(None).await;
     let (status, answer, _) = bot.sim.deliver(&bot.endpoint, &bot.sim.ping()).await;
     assert_eq!((status, answer), (200, json!({ "type": 1 })));
-    let (status, _) = bot.sim.deliver_forged(&bot.endpoint, &bot.sim.ping()).await;
-    assert_eq!(status, 401);
+    let (status, answer) = bot.sim.deliver_forged(&bot.endpoint, &bot.sim.ping()).await;
+    assert_eq!((status, answer["code"].as_str()), (401, Some("unauthorized")), "{answer}");
     let command = bot.sim.command("task", sub("list", json!([])), &[ADMIN]);
     let (status, _) = bot.sim.deliver_forged(&bot.endpoint, &command).await;
     assert_eq!(status, 401, "a forged command is refused before it runs");
-    // Forgeries are security events: in the audit log.
+    // Forgeries are security events: in the audit log (the second from the same client within
+    // a minute is coalesced into the next entry appended, so floods cannot fill the disk).
     let filter = dreamos_store::AuditFilter { limit: 1_000, ..Default::default() };
     let audit = bot.node.store.read_audit(filter).await.unwrap();
     let forged = audit
         .iter()
         .filter(|e| e.entry.action == "auth.failed" && e.entry.target == "/discord/interactions")
         .count();
-    assert_eq!(forged, 2, "{audit:#?}");
+    assert_eq!(forged, 1, "{audit:#?}");
     bot.node.shutdown().await.unwrap();
 }
 

@@ -66,7 +66,7 @@ async fn exec_runs_programs_within_their_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 2);
     cfg.exec_max_output_bytes = 1_000;
-    cfg.exec_allow = vec!["echo".into(), "sleep".into(), "printf".into(), "false".into()];
+    cfg.set_exec_allow(&["echo", "sleep", "printf", "false"]);
     let node = Node::start(cfg).await.unwrap();
     let store = node.store.clone();
     let submit = |payload: serde_json::Value| {
@@ -115,7 +115,9 @@ async fn exec_runs_programs_within_their_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_local_agent_is_restarted_and_a_crash_loop_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(config(dir.path(), 1)).await.unwrap();
+    let mut cfg = config(dir.path(), 1);
+    cfg.test_crash_switch = true;
+    let node = Node::start(cfg).await.unwrap();
     let store = node.store.clone();
     let crash = || once(NewTask::new("noop", json!({ "crash": true })));
     let first = store.submit(vec![crash()]).await.unwrap()[0].id;
@@ -163,7 +165,7 @@ async fn a_crashing_local_agent_is_restarted_and_a_crash_loop_reported() {
 async fn runaway_programs_are_killed_at_their_cpu_and_memory_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 2);
-    cfg.exec_allow = vec!["python3".into(), "sh".into()];
+    cfg.set_exec_allow(&["python3", "sh"]);
     cfg.exec_max_memory_bytes = 200 * 1024 * 1024;
     let node = Node::start(cfg).await.unwrap();
     let store = node.store.clone();

@@ -4,6 +4,7 @@ mod agents;
 mod api;
 mod code;
 mod discord;
+mod holes;
 mod lifecycle;
 mod security;
 
@@ -19,7 +20,10 @@ pub fn config(dir: &Path, agents: usize) -> Config {
         agents: Some(agents),
         ..Overrides::default()
     };
-    Config::load(dir, None, overrides).unwrap()
+    let mut config = Config::load(dir, None, overrides).unwrap();
+    // The tests' source trees are temporary directories.
+    config.workspace_roots.push(std::env::temp_dir().canonicalize().unwrap());
+    config
 }
 
 /// Polls `check` until it holds or `limit` passes (a condition with a deadline, not a sleep).

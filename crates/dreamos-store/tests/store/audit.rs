@@ -1,6 +1,6 @@
 //! The audit log's hash chain detects edits and deletions, on both backends.
 
-use dreamos_store::{AuditEntry, AuditFilter, GENESIS};
+use dreamos_store::{AuditEntry, AuditFilter, AuditKey, GENESIS, entry_hash, keyed_hash};
 
 use crate::both_backends;
 use crate::common::Harness;
@@ -61,7 +61,38 @@ async fn a_deleted_entry_is_detected(h: &Harness) {
     assert_eq!(broken.id, 2, "{broken:?}");
 }
 
+/// Someone with write access to the database but not the key edits entry 3 and recomputes
+/// every hash after it, unkeyed or under a key of their own: the chain no longer verifies.
+async fn a_rewritten_history_is_detected_without_the_key(h: &Harness) {
+    fill(h, 5).await;
+    let all = h.store.read_audit(AuditFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(all.iter().all(|r| r.hash.starts_with("k1:")), "a keyed store writes keyed hashes");
+    let forged_key = AuditKey::new(&[9u8; 32], 0);
+    for forge in [None, Some(&forged_key)] {
+        let mut prev = all[1].hash.clone();
+        for r in &all[2..] {
+            let mut entry = r.entry.clone();
+            if r.id == 3 {
+                entry.outcome = "200".into();
+            }
+            let hash = match forge {
+                None => entry_hash(&prev, r.id, r.at_ms, &entry),
+                Some(k) => keyed_hash(Some(k), &prev, r.id, r.at_ms, &entry),
+            };
+            let sql = format!(
+                "UPDATE TABLE SET outcome = '{}', prev_hash = '{prev}', hash = '{hash}' WHERE id = {}",
+                entry.outcome, r.id
+            );
+            h.tamper("audit_log", &sql).await;
+            prev = hash;
+        }
+        let broken = h.store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.id, 3, "{forge:?}: {broken:?}");
+    }
+}
+
 both_backends!(
+    a_rewritten_history_is_detected_without_the_key,
     the_chain_verifies_and_reads_back,
     an_edited_entry_is_detected,
     a_deleted_entry_is_detected

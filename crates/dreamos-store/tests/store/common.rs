@@ -67,8 +67,13 @@ impl Harness {
     }
 }
 
+/// The audit key of every test store: the chain is keyed, as a node's is.
+pub fn audit_key() -> dreamos_store::AuditKey {
+    dreamos_store::AuditKey::new(&[7u8; 32], 0)
+}
+
 pub fn config() -> StoreConfig {
-    StoreConfig { aging_ms: AGING_MS, ..StoreConfig::default() }
+    StoreConfig { aging_ms: AGING_MS, audit_key: Some(audit_key()), ..StoreConfig::default() }
 }
 
 pub async fn sqlite() -> Harness {

@@ -1,0 +1,178 @@
+//! Where an `exec` program runs and how all of it is stopped: its own process group (so a
+//! terminal's Ctrl-C to the node never reaches it, and a kill reaches every process it
+//! started), a pids cgroup that caps how many processes it may have at once (where the node
+//! may create one), and a fresh working directory unless the payload names one under
+//! `exec_cwd_roots`.
+//!
+//! [`Run`] owns all three; dropping it (at the end of the run, on timeout, cancel, hard stop
+//! or a lost lease) kills every process of the run and removes what it made.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+
+use crate::config::Config;
+
+/// The resources of one `exec` run.
+pub struct Run {
+    /// The process group (the first process's pid), once started.
+    pgid: Option<i32>,
+    cgroup: Option<PathBuf>,
+    /// A directory made for this run, removed with it.
+    scratch: Option<PathBuf>,
+    pub cwd: PathBuf,
+}
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Run {
+    /// Prepares a run: the working directory (`requested`, if it lies under
+    /// `exec_cwd_roots`, else a fresh one under the data dir) and, where possible, a pids
+    /// cgroup limited to `exec_max_processes`.
+    pub fn prepare(config: &Config, requested: Option<&str>) -> Result<Self, String> {
+        let (cwd, scratch) = match requested {
+            Some(dir) => (confined_cwd(&config.exec_cwd_roots, dir)?, None),
+            None => {
+                let dir = config.data_dir.join("exec").join(unique("run"));
+                make_private_dir(&dir)
+                    .map_err(|e| format!("cannot make a working directory: {e}"))?;
+                (dir.clone(), Some(dir))
+            }
+        };
+        let cgroup = pids_cgroup(config.exec_max_processes);
+        Ok(Self { pgid: None, cgroup, scratch, cwd })
+    }
+
+    /// The cgroup's `cgroup.procs`, if the run has one: the started process must be moved
+    /// there before it runs the program.
+    pub fn cgroup_procs(&self) -> Option<PathBuf> {
+        self.cgroup.as_ref().map(|c| c.join("cgroup.procs"))
+    }
+
+    /// Records the started process, the leader of the run's process group.
+    pub fn started(&mut self, pid: Option<u32>) {
+        self.pgid = pid.and_then(|p| i32::try_from(p).ok());
+    }
+
+    /// Kills every process of the run: its process group, and everything in its cgroup
+    /// (which also holds those that left the group).
+    pub fn kill_all(&self) {
+        if let Some(pgid) = self.pgid.and_then(Pid::from_raw) {
+            let _ = kill_process_group(pgid, Signal::KILL);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            for _ in 0..3 {
+                let Ok(procs) = std::fs::read_to_string(cgroup.join("cgroup.procs")) else {
+                    break;
+                };
+                let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+                if pids.is_empty() {
+                    break;
+                }
+                for pid in pids.into_iter().filter_map(Pid::from_raw) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.kill_all();
+        if let Some(cgroup) = &self.cgroup {
+            // Empty once its processes are reaped; a cgroup that cannot be removed yet is
+            // left behind (empty and harmless).
+            let _ = std::fs::remove_dir(cgroup);
+        }
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// `dir`, resolved, if it lies under one of `roots` (after resolving `..` and symlinks).
+fn confined_cwd(roots: &[PathBuf], dir: &str) -> Result<PathBuf, String> {
+    let refused = || {
+        if roots.is_empty() {
+            format!(
+                "cwd `{dir}` is not allowed: this node gives every run a fresh directory (set exec_cwd_roots to allow others)"
+            )
+        } else {
+            format!("cwd `{dir}` is not under exec_cwd_roots")
+        }
+    };
+    let real = Path::new(dir).canonicalize().map_err(|_| refused())?;
+    if real.is_dir() && roots.iter().any(|r| real.starts_with(r)) {
+        Ok(real)
+    } else {
+        Err(refused())
+    }
+}
+
+/// Makes a pids cgroup for one run, limited to `max` processes; `None` where the node cannot
+/// (no pids controller, or no right to create a cgroup).
+fn pids_cgroup(max: u64) -> Option<PathBuf> {
+    let base = pids_base()?;
+    let dir = base.join(unique("dreamos-exec"));
+    std::fs::create_dir(&dir).ok()?;
+    if std::fs::write(dir.join("pids.max"), max.to_string()).is_err() {
+        let _ = std::fs::remove_dir(&dir);
+        return None;
+    }
+    Some(dir)
+}
+
+/// The node's own cgroup in the pids hierarchy (v1: `/sys/fs/cgroup/pids/...`; v2: the
+/// unified hierarchy, where the pids controller is enabled for children).
+fn pids_base() -> Option<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let rel = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "pids") {
+            let dir = Path::new("/sys/fs/cgroup/pids").join(rel);
+            if dir.join("cgroup.procs").exists() {
+                return Some(dir);
+            }
+        }
+        if controllers.is_empty() {
+            let dir = Path::new("/sys/fs/cgroup").join(rel);
+            let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+                .is_ok_and(|c| c.split_whitespace().any(|x| x == "pids"));
+            if enabled {
+                return Some(dir);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cwd_must_lie_under_a_root_after_resolving() {
+        let root = std::env::temp_dir().canonicalize().unwrap().join(unique("cwd-root"));
+        std::fs::create_dir_all(root.join("inside")).unwrap();
+        let roots = vec![root.clone()];
+        assert!(confined_cwd(&roots, root.join("inside").to_str().unwrap()).is_ok());
+        let escape = root.join("inside/../..");
+        assert!(confined_cwd(&roots, escape.to_str().unwrap()).is_err());
+        assert!(confined_cwd(&roots, "/etc").is_err());
+        assert!(confined_cwd(&[], root.to_str().unwrap()).is_err(), "no roots: no cwd at all");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
