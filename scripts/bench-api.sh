@@ -2,13 +2,17 @@
 # Authenticated reads and task submissions over HTTP on loopback, with wrk as the load
 # generator (on the same machine), beside unauthenticated GET /healthz as the reference.
 # usage: scripts/bench-api.sh [SECONDS] [CONNECTIONS]   (needs wrk: apt-get install wrk)
+#        DREAMOS_BIN=path/to/dreamos scripts/bench-api.sh ...   (measure that binary instead,
+#        e.g. an earlier build beside this one: scripts/bench-api-ab.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-10}
 CONNS=${2:-64}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q -p dreamos-cli
-BIN=target/release/dreamos
+if [ -z "${DREAMOS_BIN:-}" ]; then
+  cargo build --release -q -p dreamos-cli
+fi
+BIN=${DREAMOS_BIN:-target/release/dreamos}
 DIR=$(mktemp -d)
 PORT=$((20000 + RANDOM % 20000))
 trap 'kill $NODE 2>/dev/null; wait $NODE 2>/dev/null; rm -rf "$DIR"' EXIT

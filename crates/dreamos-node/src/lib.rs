@@ -15,6 +15,7 @@
 //! ```
 
 mod admin;
+pub mod agent_routes;
 pub mod agents;
 pub mod api;
 pub mod audit;

@@ -12,6 +12,10 @@ use dreamos_core::{
 };
 
 use crate::conn::{Conn, RowLike, args, dynamic, fixed};
+pub(crate) use crate::deps::release_dependents;
+use crate::deps::{fail_dependents, fan_out};
+pub(crate) use crate::rows::{decode, task_from_row};
+use crate::sweep::{archive, expire_leases, fail_holders};
 use crate::types::{ApiToken, ClaimRequest, Heartbeat, HeartbeatAnswer};
 use crate::{Result, StoreError};
 
@@ -123,7 +127,7 @@ pub(crate) const TASK_COLS: &str = "id, kind, payload, priority, state, capabili
     lease_expires_at, progress_percent, progress_message, result, error_class, error_message, \
     depends_on, idempotency_key, submitter, cancel_requested, created_at, updated_at, finished_at";
 
-const ALL_COLS: &str = "id, kind, payload, priority, state, capabilities, attempts, max_attempts, \
+pub(crate) const ALL_COLS: &str = "id, kind, payload, priority, state, capabilities, attempts, max_attempts, \
     backoff_base_ms, backoff_max_ms, available_at, sort_key, timeout_ms, lease_holder, fence, \
     lease_expires_at, progress_percent, progress_message, result, error_class, error_message, \
     depends_on, pending_deps, idempotency_key, submitter, cancel_requested, created_at, \
@@ -245,7 +249,11 @@ pub(crate) fn parse_state(s: &str) -> Result<TaskState> {
     s.parse().map_err(|e: dreamos_core::ParseError| StoreError::Corrupt(e.to_string()))
 }
 
-async fn submit<C: Conn>(c: &mut C, ctx: &Ctx, tasks: &[NewTask]) -> Result<Vec<TaskSummary>> {
+pub(crate) async fn submit<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    tasks: &[NewTask],
+) -> Result<Vec<TaskSummary>> {
     // Checks first (see the invariant above): every dependency of every task must exist.
     let mut dep_states = std::collections::BTreeMap::new();
     for dep in tasks.iter().flat_map(|t| t.depends_on.iter()) {
@@ -537,7 +545,7 @@ pub(crate) async fn complete<C: Conn>(
 
 /// The running attempt of task `id` with this fence, read (and on PostgreSQL locked) before
 /// it is changed; `stale_lease` if the task is not running under that fence.
-async fn running_attempt<C: Conn>(c: &mut C, id: TaskId, fence: i64) -> Result<Attempt> {
+pub(crate) async fn running_attempt<C: Conn>(c: &mut C, id: TaskId, fence: i64) -> Result<Attempt> {
     let row = c
         .fetch_optional(
             dynamic(format!(
@@ -675,196 +683,6 @@ async fn finish_cancelled<C: Conn>(
     Ok(TaskState::Cancelled)
 }
 
-/// A dependency succeeded: dependents with nothing left to wait for become queued.
-async fn fan_out<C: Conn>(
-    c: &mut C,
-    ctx: &Ctx,
-    parent: TaskId,
-    fence: i64,
-    holder: &str,
-    children: &[NewTask],
-) -> Result<Vec<TaskId>> {
-    let attempt = running_attempt(c, parent, fence).await?;
-    if attempt.holder.as_deref() != Some(holder) {
-        return Err(StoreError::NotHolder { id: parent });
-    }
-    if children.is_empty() {
-        return Err(StoreError::Conflict("a fan-out needs at least one child".into()));
-    }
-    if let Some(bad) = children.iter().find(|t| !t.depends_on.is_empty()) {
-        return Err(StoreError::Conflict(format!(
-            "child tasks of a fan-out cannot have dependencies (`{}` has)",
-            bad.kind
-        )));
-    }
-    let children: Vec<NewTask> = children
-        .iter()
-        .enumerate()
-        .map(|(i, t)| NewTask {
-            idempotency_key: Some(format!("fanout:{}:{i}", parent.0)),
-            ..t.clone()
-        })
-        .collect();
-    let summaries = submit(c, ctx, &children).await?;
-    let mut waiting = 0_i64;
-    for s in &summaries {
-        c.execute(
-            fixed("INSERT INTO task_deps (depends_on, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
-            args![s.id.0, parent.0],
-        )
-        .await?;
-        if s.state != TaskState::Succeeded {
-            waiting += 1;
-        }
-    }
-    let ids: Vec<TaskId> = summaries.iter().map(|s| s.id).collect();
-    c.execute(
-        fixed(
-            "UPDATE tasks SET state = 'pending', pending_deps = $1, fan_in = 1, depends_on = $2, \
-             lease_holder = NULL, lease_expires_at = NULL, updated_at = $3 WHERE id = $4",
-        ),
-        args![waiting, to_json(&ids), ctx.now, parent.0],
-    )
-    .await?;
-    let detail = format!("waits for {} children", ids.len());
-    event(c, ctx, parent.0, EventKind::FannedOut, attempt.attempts, holder, Some(detail)).await?;
-    if let Some(failed) =
-        summaries.iter().find(|s| matches!(s.state, TaskState::Failed | TaskState::Cancelled))
-    {
-        // A child that already failed (a retried parent): the parent fails as a dependent.
-        fail_dependents(c, ctx, failed.id.0).await?;
-    } else if waiting == 0 {
-        gather(c, ctx, parent.0).await?;
-        release_dependents(c, ctx, parent.0).await?;
-    }
-    Ok(ids)
-}
-
-/// Ends a fan-in: the waiting parent succeeds with its children's results, in order.
-async fn gather<C: Conn>(c: &mut C, ctx: &Ctx, parent: i64) -> Result<()> {
-    let row = c
-        .fetch_optional(
-            fixed("SELECT depends_on, attempts FROM tasks WHERE id = $1"),
-            args![parent],
-        )
-        .await?
-        .ok_or(StoreError::NotFound(TaskId(parent)))?;
-    let children: Vec<TaskId> = decode(&row.text("depends_on")?)?;
-    let mut results = Vec::with_capacity(children.len());
-    for child in &children {
-        let r = c
-            .fetch_optional(fixed("SELECT result FROM tasks WHERE id = $1"), args![child.0])
-            .await?;
-        let result: serde_json::Value = match r.and_then(|r| r.opt_text("result").ok().flatten()) {
-            Some(text) => decode(&text)?,
-            None => serde_json::Value::Null,
-        };
-        results.push(serde_json::json!({ "id": child, "result": result }));
-    }
-    let result = serde_json::json!({ "children": results });
-    c.execute(
-        fixed(
-            "UPDATE tasks SET state = 'succeeded', result = $1, finished_at = $2, updated_at = $2, \
-             error_class = NULL, error_message = NULL WHERE id = $3",
-        ),
-        args![to_json(&result), ctx.now, parent],
-    )
-    .await?;
-    let detail = format!("all {} children succeeded", children.len());
-    event(c, ctx, parent, EventKind::Succeeded, row.int("attempts")?, "queue", Some(detail)).await
-}
-
-pub(crate) async fn release_dependents<C: Conn>(c: &mut C, ctx: &Ctx, id: i64) -> Result<()> {
-    let mut finished = vec![id];
-    while let Some(id) = finished.pop() {
-        release_dependents_of(c, ctx, id, &mut finished).await?;
-    }
-    Ok(())
-}
-
-/// Settles the dependents of `id`, which succeeded; fan-in parents that this completes are
-/// pushed to `finished` (their own dependents are settled next).
-async fn release_dependents_of<C: Conn>(
-    c: &mut C,
-    ctx: &Ctx,
-    id: i64,
-    finished: &mut Vec<i64>,
-) -> Result<()> {
-    const DEPENDENTS: &str = "id IN (SELECT task_id FROM task_deps WHERE depends_on = $1)";
-    let n = c
-        .execute(
-            dynamic(format!(
-                "UPDATE tasks SET pending_deps = pending_deps - 1, updated_at = $2 \
-                 WHERE state = 'pending' AND {DEPENDENTS}"
-            )),
-            args![id, ctx.now],
-        )
-        .await?;
-    if n == 0 {
-        return Ok(());
-    }
-    let rows = c
-        .fetch_all(
-            dynamic(format!(
-                "UPDATE tasks SET state = 'queued', \
-                 available_at = CASE WHEN available_at > $2 THEN available_at ELSE $2 END, \
-                 sort_key = (CASE WHEN available_at > $2 THEN available_at ELSE $2 END) - priority * $3, \
-                 updated_at = $2 \
-                 WHERE state = 'pending' AND pending_deps <= 0 AND fan_in = 0 AND {DEPENDENTS} RETURNING id"
-            )),
-            args![id, ctx.now, ctx.aging_ms],
-        )
-        .await?;
-    for row in rows {
-        let detail = format!("dependency {id} succeeded");
-        event(c, ctx, row.int("id")?, EventKind::Unblocked, 0, "queue", Some(detail)).await?;
-    }
-    let parents = c
-        .fetch_all(
-            dynamic(format!(
-                "SELECT id FROM tasks WHERE state = 'pending' AND pending_deps <= 0 AND fan_in = 1 \
-                 AND {DEPENDENTS}"
-            )),
-            args![id],
-        )
-        .await?;
-    for row in parents {
-        let parent = row.int("id")?;
-        gather(c, ctx, parent).await?;
-        finished.push(parent);
-    }
-    Ok(())
-}
-
-/// A dependency will never succeed: its waiting dependents fail, and theirs, transitively.
-async fn fail_dependents<C: Conn>(c: &mut C, ctx: &Ctx, root: i64) -> Result<()> {
-    let mut stack = vec![root];
-    while let Some(id) = stack.pop() {
-        let rows = c
-            .fetch_all(
-                fixed("UPDATE tasks SET state = 'failed', error_class = $2, error_message = $3, \
-                 finished_at = $4, updated_at = $4 \
-                 WHERE state = 'pending' AND id IN (SELECT task_id FROM task_deps WHERE depends_on = $1) \
-                 RETURNING id"),
-                args![
-                    id,
-                    error_class::DEPENDENCY_FAILED,
-                    format!("dependency {id} did not succeed"),
-                    ctx.now
-                ],
-            )
-            .await?;
-        for row in rows {
-            let dependent = row.int("id")?;
-            let detail =
-                format!("{}: dependency {id} did not succeed", error_class::DEPENDENCY_FAILED);
-            event(c, ctx, dependent, EventKind::Failed, 0, "queue", Some(detail)).await?;
-            stack.push(dependent);
-        }
-    }
-    Ok(())
-}
-
 async fn cancel<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Result<TaskState> {
     let row = c
         .fetch_optional(
@@ -950,143 +768,4 @@ async fn retry<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Result
     .await?;
     event(c, ctx, id.0, EventKind::Retried, 0, actor, None).await?;
     Ok(new_state)
-}
-
-/// Most lapsed leases one request handles; the sweeper calls again while it finds more.
-const EXPIRE_BATCH: i64 = 1_000;
-
-async fn expire_leases<C: Conn>(c: &mut C, ctx: &Ctx) -> Result<Vec<TaskId>> {
-    let rows = c
-        .fetch_all(
-            dynamic(format!(
-                "SELECT {ATTEMPT_COLS} FROM tasks WHERE state = 'running' AND lease_expires_at < $1 \
-                 ORDER BY lease_expires_at LIMIT $2{}",
-                C::DIALECT.skip_locked()
-            )),
-            args![ctx.now, EXPIRE_BATCH],
-        )
-        .await?;
-    end_attempts(c, ctx, rows, error_class::LEASE_EXPIRED).await
-}
-
-async fn fail_holders<C: Conn>(
-    c: &mut C,
-    ctx: &Ctx,
-    prefix: &str,
-    class: &str,
-) -> Result<Vec<TaskId>> {
-    let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    let rows = c
-        .fetch_all(
-            dynamic(format!(
-                "SELECT {ATTEMPT_COLS} FROM tasks WHERE state = 'running' \
-                 AND lease_holder LIKE $1 ESCAPE '\\'{}",
-                C::DIALECT.for_update()
-            )),
-            args![format!("{escaped}%")],
-        )
-        .await?;
-    end_attempts(c, ctx, rows, class).await
-}
-
-async fn end_attempts<C: Conn>(
-    c: &mut C,
-    ctx: &Ctx,
-    rows: Vec<C::Row>,
-    class: &str,
-) -> Result<Vec<TaskId>> {
-    let mut ended = Vec::with_capacity(rows.len());
-    for row in rows {
-        let attempt = attempt_from_row(&row)?;
-        let holder = attempt.holder.clone().unwrap_or_default();
-        let error = TaskError {
-            class: class.to_string(),
-            message: format!("the lease held by {holder} lapsed before the attempt ended"),
-        };
-        end_attempt(c, ctx, &attempt, &Outcome::Failed { error, retryable: true }, "queue").await?;
-        ended.push(TaskId(attempt.id));
-    }
-    Ok(ended)
-}
-
-async fn archive<C: Conn>(c: &mut C, ctx: &Ctx, finished_before_ms: i64) -> Result<u64> {
-    const DONE: &str = "finished_at IS NOT NULL AND finished_at < $1";
-    c.execute(
-        dynamic(format!(
-            "INSERT INTO task_events (task_id, at, kind, attempt, actor, detail) \
-             SELECT id, $2, 'archived', attempts, 'queue', NULL FROM tasks WHERE {DONE}"
-        )),
-        args![finished_before_ms, ctx.now],
-    )
-    .await?;
-    c.execute(
-        dynamic(format!(
-            "INSERT INTO tasks_archive ({ALL_COLS}) SELECT {ALL_COLS} FROM tasks WHERE {DONE}"
-        )),
-        args![finished_before_ms],
-    )
-    .await?;
-    c.execute(
-        dynamic(format!(
-            "DELETE FROM task_deps WHERE task_id IN (SELECT id FROM tasks WHERE {DONE})"
-        )),
-        args![finished_before_ms],
-    )
-    .await?;
-    let n = c
-        .execute(dynamic(format!("DELETE FROM tasks WHERE {DONE}")), args![finished_before_ms])
-        .await?;
-    Ok(n)
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
-}
-
-pub(crate) fn task_from_row<R: RowLike>(r: &R, archived: bool) -> Result<Task> {
-    let lease = match (r.opt_text("lease_holder")?, r.opt_int("lease_expires_at")?) {
-        (Some(holder), Some(expires_at_ms)) => {
-            Some(dreamos_core::Lease { holder, fence: r.int("fence")?, expires_at_ms })
-        }
-        _ => None,
-    };
-    let progress = r.opt_real("progress_percent")?.map(|percent| dreamos_core::Progress {
-        percent,
-        message: r.opt_text("progress_message").ok().flatten().unwrap_or_default(),
-    });
-    let error = match r.opt_text("error_class")? {
-        Some(class) => {
-            Some(TaskError { class, message: r.opt_text("error_message")?.unwrap_or_default() })
-        }
-        None => None,
-    };
-    Ok(Task {
-        id: TaskId(r.int("id")?),
-        kind: r.text("kind")?,
-        payload: decode(&r.text("payload")?)?,
-        priority: Priority::from_rank(r.int("priority")?)
-            .ok_or_else(|| StoreError::Corrupt("priority out of range".into()))?,
-        state: parse_state(&r.text("state")?)?,
-        capabilities: decode(&r.text("capabilities")?)?,
-        attempts: r.int("attempts")?.max(0) as u32,
-        retry: RetryPolicy {
-            max_attempts: r.int("max_attempts")?.max(0) as u32,
-            base_delay_ms: r.int("backoff_base_ms")?,
-            max_delay_ms: r.int("backoff_max_ms")?,
-        },
-        available_at_ms: r.int("available_at")?,
-        timeout_ms: r.opt_int("timeout_ms")?,
-        lease,
-        progress,
-        result: r.opt_text("result")?.map(|t| decode(&t)).transpose()?,
-        error,
-        depends_on: decode(&r.text("depends_on")?)?,
-        idempotency_key: r.opt_text("idempotency_key")?,
-        submitter: r.text("submitter")?,
-        cancel_requested: r.int("cancel_requested")? != 0,
-        created_at_ms: r.int("created_at")?,
-        updated_at_ms: r.int("updated_at")?,
-        finished_at_ms: r.opt_int("finished_at")?,
-        archived,
-    })
 }

@@ -7,7 +7,10 @@
 //! Discord is reached with twilight-http; `discord_api` points it elsewhere (the tests'
 //! simulator). The bot token never appears in logs or in `config show`.
 
+mod cards;
 pub mod commands;
+mod components;
+mod outbound;
 pub mod render;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,7 +34,10 @@ use twilight_model::http::interaction::{
 };
 use twilight_model::id::Id;
 
+use self::cards::{analysis_card, dependents_card, finished, task_reply};
 use self::commands::Invocation;
+pub use self::outbound::register;
+use self::outbound::{client, notifier, patiently};
 use self::render::{Card, Reply};
 use crate::api::AppState;
 use crate::auth::{self, Role};
@@ -585,133 +591,6 @@ impl Discord {
         self.call(Role::Admin, "GET", &path, None).await
     }
 
-    async fn search(self: &Arc<Self>, search: SearchArgs, page: usize) -> Step {
-        let key = {
-            let mut guard = self.searches.lock().unwrap_or_else(|e| e.into_inner());
-            let (map, order) = &mut *guard;
-            let key = self.next_search.fetch_add(1, Ordering::Relaxed);
-            map.insert(key, search.clone());
-            order.push_back(key);
-            while order.len() > 1_000 {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
-                }
-            }
-            key
-        };
-        self.search_page(key, search, page).await
-    }
-
-    async fn search_page(self: &Arc<Self>, key: u64, search: SearchArgs, page: usize) -> Step {
-        let mut payload = json!({ "query": search.query, "limit": PAGE, "offset": page * PAGE });
-        if let Some(w) = &search.workspace {
-            payload["workspace"] = json!(w);
-        }
-        let task = json!({ "kind": "search", "payload": payload });
-        let id = match self.call(Role::Operator, "POST", "/api/v1/tasks", Some(task)).await {
-            Ok(v) => v["task"]["id"].as_i64().unwrap_or_default(),
-            Err(e) => return Step::Now(Reply::private(e)),
-        };
-        let query = search.query.clone();
-        self.gather(vec![id], move |results| {
-            let task = &results[0];
-            if task["state"] != "succeeded" {
-                return Reply::private(format!(
-                    "The search failed: {}",
-                    task["error"]["message"].as_str().unwrap_or("unknown error")
-                ));
-            }
-            let result = &task["result"];
-            let mut reply = Reply::card(commands::search_card(&query, result, page));
-            if page > 0 {
-                reply.buttons.push((format!("search:{key}:{}", page - 1), "Previous".into()));
-            }
-            if result["more"] == true {
-                reply.buttons.push((format!("search:{key}:{}", page + 1), "Next".into()));
-            }
-            reply
-        })
-        .await
-    }
-
-    async fn button(self: &Arc<Self>, member: &Member, custom_id: &str) -> InteractionResponse {
-        if self.role_of(member).is_none() {
-            return render::message(&Reply::private("You have no Dream.OS role here."));
-        }
-        let mut parts = custom_id.splitn(3, ':');
-        let (Some("search"), Some(key), Some(page)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return render::message(&Reply::private("This button is not mine."));
-        };
-        let (Ok(key), Ok(page)) = (key.parse::<u64>(), page.parse::<usize>()) else {
-            return render::message(&Reply::private("This button is not mine."));
-        };
-        let search = self.searches.lock().unwrap_or_else(|e| e.into_inner()).0.get(&key).cloned();
-        let Some(search) = search else {
-            return render::message(&Reply::private(
-                "This search has expired: run `/search` again.",
-            ));
-        };
-        match self.search_page(key, search, page).await {
-            Step::Now(reply) if !reply.ephemeral => render::update(&reply),
-            Step::Now(reply) => render::message(&reply),
-            Step::Later(_) => {
-                render::message(&Reply::private("The search is taking long; run `/search` again."))
-            }
-        }
-    }
-
-    async fn autocomplete(&self, member: &Member, inv: &Invocation) -> InteractionResponse {
-        let choices = match (self.role_of(member), &inv.focused) {
-            (Some(role), Some((option, typed))) => self.choices(role, option, typed).await,
-            _ => Vec::new(),
-        };
-        InteractionResponse {
-            kind: InteractionResponseType::ApplicationCommandAutocompleteResult,
-            data: Some(InteractionResponseData { choices: Some(choices), ..Default::default() }),
-        }
-    }
-
-    async fn choices(&self, role: Role, option: &str, typed: &str) -> Vec<CommandOptionChoice> {
-        let (path, list, field) = match option {
-            "agent" => ("/api/v1/agents", "agents", "name"),
-            "workspace" => ("/api/v1/workspaces", "workspaces", "name"),
-            "kind" => ("/api/v1/kinds", "kinds", "name"),
-            "id" => ("/api/v1/tasks?limit=100", "tasks", "id"),
-            _ => return Vec::new(),
-        };
-        let Ok(v) = self.call(role, "GET", path, None).await else { return Vec::new() };
-        let typed = typed.to_lowercase();
-        v[list]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                let value = &item[field];
-                let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
-                if !text.to_lowercase().contains(&typed) {
-                    return None;
-                }
-                let value = match value.as_i64() {
-                    Some(n) => CommandOptionChoiceValue::Integer(n),
-                    None => CommandOptionChoiceValue::String(text.clone()),
-                };
-                let name = match item["kind"].as_str() {
-                    Some(kind) if field == "id" => {
-                        format!("#{text} {kind} ({})", item["state"].as_str().unwrap_or(""))
-                    }
-                    _ => text,
-                };
-                Some(CommandOptionChoice {
-                    name: render::clip(&name, 100),
-                    name_localizations: None,
-                    value,
-                })
-            })
-            .take(25)
-            .collect()
-    }
-
     /// Replaces the original reply (follow-ups), honouring Discord's rate limits.
     async fn edit(&self, token: &str, reply: &Reply) {
         let data = render::data(reply);
@@ -727,137 +606,6 @@ impl Discord {
         })
         .await;
     }
-
-    /// Runs the gateway connection (when a bot token is configured) until `closing`:
-    /// interactions arriving over it go through the same pipeline as the HTTP endpoint's,
-    /// answered with an interaction callback. twilight's shard reconnects, resumes and
-    /// re-identifies by itself (RECONNECT, INVALID_SESSION, unanswered heartbeats).
-    pub fn spawn_gateway(self: &Arc<Self>, mut closing: tokio::sync::watch::Receiver<bool>) {
-        use twilight_gateway::{
-            ConfigBuilder, Event, EventTypeFlags, Intents, Shard, ShardId, StreamExt as _,
-        };
-        let Some(token) = self.config.token.clone() else { return };
-        let mut builder = ConfigBuilder::new(token.0, Intents::GUILDS);
-        if let Some(url) = &self.config.gateway {
-            builder = builder.proxy_url(url.clone());
-        }
-        let config = match &self.config.gateway {
-            // A local gateway: no identify spacing.
-            Some(_) => builder
-                .queue(twilight_gateway::queue::InMemoryQueue::new(1, 1_000, Duration::ZERO, 1_000))
-                .build(),
-            None => builder.build(),
-        };
-        let bot = self.clone();
-        tokio::spawn(async move {
-            let mut shard = Shard::with_config(ShardId::ONE, config);
-            let wanted = EventTypeFlags::INTERACTION_CREATE | EventTypeFlags::READY;
-            loop {
-                let item = tokio::select! {
-                    _ = closing.wait_for(|c| *c) => break,
-                    item = shard.next_event(wanted) => item,
-                };
-                match item {
-                    None => {
-                        tracing::error!("Discord gateway closed for good (a fatal close code)");
-                        break;
-                    }
-                    Some(Ok(Event::InteractionCreate(i))) => {
-                        let bot = bot.clone();
-                        tokio::spawn(async move {
-                            let (id, token) = (i.id, i.token.clone());
-                            let answer = bot.handle(i.0).await;
-                            bot.respond(id, &token, &answer).await;
-                        });
-                    }
-                    Some(Ok(Event::Ready(r))) => {
-                        tracing::info!(user = %r.user.name, "Discord gateway ready");
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => tracing::warn!(error = %e, "Discord gateway"),
-                }
-            }
-        });
-    }
-
-    /// Watches for alerts until `closing`, notifying the channel of each new one: an agent
-    /// lost, tasks dead-lettered, the queue depth or the error rate over its threshold. The
-    /// first check only sets the baseline; an alert is announced when it appears (or its
-    /// figure changes), not again while it stands.
-    pub fn spawn_watch(self: &Arc<Self>, mut closing: tokio::sync::watch::Receiver<bool>) {
-        if self.config.channel.is_none() {
-            return;
-        }
-        let bot = Arc::downgrade(self);
-        let every = Duration::from_millis(self.config.watch_ms);
-        tokio::spawn(async move {
-            let mut known: Option<Vec<String>> = None;
-            loop {
-                tokio::select! {
-                    _ = closing.wait_for(|c| *c) => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                let Some(bot) = bot.upgrade() else { break };
-                let status = bot.call(Role::Admin, "GET", "/api/v1/status", None).await;
-                let agents = bot.call(Role::Admin, "GET", "/api/v1/agents", None).await;
-                let (Ok(status), Ok(agents)) = (status, agents) else { continue };
-                let now = bot.alerts(&status, &agents);
-                if let Some(before) = &known {
-                    for alert in now.iter().filter(|a| !before.contains(a)) {
-                        bot.notify(format!("⚠️ {alert}"));
-                    }
-                }
-                known = Some(now);
-            }
-        });
-    }
-
-    fn alerts(&self, status: &Value, agents: &Value) -> Vec<String> {
-        commands::alerts(
-            status,
-            agents,
-            self.config.alert_queue_depth,
-            self.config.alert_error_rate,
-        )
-    }
-
-    /// Answers a gateway interaction (`POST /interactions/{id}/{token}/callback`).
-    async fn respond(
-        &self,
-        id: Id<twilight_model::id::marker::InteractionMarker>,
-        token: &str,
-        answer: &InteractionResponse,
-    ) {
-        let app = Id::new(self.config.application_id);
-        patiently("answer a Discord interaction", || async {
-            self.http.interaction(app).create_response(id, token, answer).await
-        })
-        .await;
-    }
-
-    /// "@member, task #12 succeeded" in the notification channel.
-    fn announce(&self, task: &Value, member: &Member) {
-        let _ = self.notices.send(format!(
-            "<@{}> task #{} ({}) {}",
-            member.id,
-            task["id"],
-            task["kind"].as_str().unwrap_or("?"),
-            task["state"].as_str().unwrap_or("?")
-        ));
-    }
-
-    /// Queues a notification for the channel.
-    pub fn notify(&self, text: String) {
-        let _ = self.notices.send(text);
-    }
-
-    async fn post(&self, text: &str) {
-        let Some(channel) = self.config.channel else { return };
-        patiently("post a Discord notification", || async {
-            self.http.create_message(Id::new(channel)).content(text).await
-        })
-        .await;
-    }
 }
 
 type Later = Box<dyn FnOnce(Arc<Discord>, String) -> BoxFuture<'static, Reply> + Send>;
@@ -867,161 +615,6 @@ enum Step {
     Now(Reply),
     /// Answer "deferred" now; this produces the reply that replaces it.
     Later(Later),
-}
-
-fn finished(task: &Value) -> bool {
-    matches!(task["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
-}
-
-fn task_reply(task: &Value, title: Option<&str>) -> Reply {
-    let mut card = commands::task_card(task);
-    if let Some(t) = title {
-        card.title = format!("{t} · task #{}", task["id"]);
-    }
-    Reply::card(card)
-}
-
-fn analysis_card(workspace: &str, results: &[Value]) -> Reply {
-    let metrics = &results[0]["result"];
-    let cycles = &results.get(1).map(|r| r["result"].clone()).unwrap_or_default();
-    let hotspots: Vec<String> = metrics["hotspots"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .take(10)
-        .map(|h| {
-            format!(
-                "`{}` {}:{} complexity {}",
-                h["name"].as_str().or(h["symbol"].as_str()).unwrap_or("?"),
-                h["path"].as_str().unwrap_or("?"),
-                h["line"],
-                h["complexity"]
-            )
-        })
-        .collect();
-    let cycle_lines: Vec<String> = cycles["cycles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .take(10)
-        .map(|c| {
-            c.as_array()
-                .map(|files| files.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" → "))
-                .unwrap_or_default()
-        })
-        .collect();
-    if let Some(e) = results.iter().find_map(|r| r["error"]["message"].as_str()) {
-        return Reply::private(format!("The analysis failed: {e}"));
-    }
-    Reply::card(Card {
-        title: format!("Analysis of {workspace}"),
-        description: format!(
-            "{} files · {} functions · {} lines",
-            metrics["files"], metrics["functions"], metrics["lines"]
-        ),
-        fields: vec![
-            (
-                "Complexity hotspots".into(),
-                if hotspots.is_empty() { "none".into() } else { hotspots.join("\n") },
-            ),
-            (
-                format!("Dependency cycles ({})", cycles["total"].as_u64().unwrap_or(0)),
-                if cycle_lines.is_empty() { "none".into() } else { cycle_lines.join("\n") },
-            ),
-        ],
-        footer: None,
-        color: Some(render::BLUE),
-    })
-}
-
-fn dependents_card(target: &str, results: &[Value]) -> Reply {
-    let task = &results[0];
-    if let Some(e) = task["error"]["message"].as_str() {
-        return Reply::private(format!("Cannot list dependents: {e}"));
-    }
-    let deps: Vec<String> = task["result"]["dependents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            d.as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| d["path"].as_str().unwrap_or("?").to_string())
-        })
-        .collect();
-    Reply::card(Card {
-        title: render::clip(&format!("What depends on {target}"), 256),
-        description: if deps.is_empty() {
-            "Nothing.".into()
-        } else {
-            deps.iter().map(|d| format!("• `{d}`")).collect::<Vec<_>>().join("\n")
-        },
-        footer: Some(format!("{} dependents", deps.len())),
-        color: Some(render::BLUE),
-        ..Card::default()
-    })
-}
-
-/// A Discord REST client for `config` (discord.com, or `discord_api` over plain HTTP).
-fn client(config: &DiscordConfig) -> twilight_http::Client {
-    let mut builder = twilight_http::Client::builder().remember_invalid_token(false);
-    if let Some(token) = &config.token {
-        builder = builder.token(format!("Bot {}", token.0));
-    }
-    if let Some(api) = &config.api {
-        builder = builder.proxy(api.clone(), true);
-    }
-    builder.build()
-}
-
-/// Registers the command set (bulk overwrite) in `guilds`, or globally when there are none;
-/// returns how many commands were registered.
-pub async fn register(config: &DiscordConfig, guilds: &[u64]) -> anyhow::Result<usize> {
-    let commands: Vec<twilight_model::application::command::Command> =
-        serde_json::from_value(with_defaults(commands::definitions()))?;
-    let http = client(config);
-    let client = http.interaction(Id::new(config.application_id));
-    if guilds.is_empty() {
-        client.set_global_commands(&commands).await?;
-    } else {
-        for guild in guilds {
-            client.set_guild_commands(Id::new(*guild), &commands).await?;
-        }
-    }
-    Ok(commands.len())
-}
-
-/// Makes a Discord request, waiting out 429s (as long as Discord asks, up to five tries);
-/// other failures are logged.
-async fn patiently<T, F, Fut>(what: &str, mut request: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, twilight_http::Error>>,
-{
-    for attempt in 0..5 {
-        match request().await {
-            Ok(_) => return,
-            Err(e) => match retry_after(&e) {
-                Some(wait) if attempt < 4 => tokio::time::sleep(wait).await,
-                _ => {
-                    tracing::warn!(error = %e, "cannot {what}");
-                    return;
-                }
-            },
-        }
-    }
-}
-
-/// How long Discord asked us to wait, if this error is a 429.
-fn retry_after(e: &twilight_http::Error) -> Option<Duration> {
-    match e.kind() {
-        twilight_http::error::ErrorType::Response { status, body, .. } if status.get() == 429 => {
-            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let secs = v["retry_after"].as_f64().unwrap_or(1.0).clamp(0.0, 60.0);
-            Some(Duration::from_secs_f64(secs))
-        }
-        _ => None,
-    }
 }
 
 fn member_of(i: &Interaction) -> Member {
@@ -1062,38 +655,6 @@ fn with_defaults(mut commands: Value) -> Value {
         }
     }
     commands
-}
-
-/// Sends queued notifications, coalescing those that arrive together into one message (at
-/// most one message per [`COALESCE`] window, each within 2,000 characters).
-async fn notifier(
-    bot: std::sync::Weak<Discord>,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut lines = vec![first];
-        let window = tokio::time::Instant::now() + COALESCE;
-        while let Ok(Some(more)) = tokio::time::timeout_at(window, queue.recv()).await {
-            lines.push(more);
-        }
-        let Some(bot) = bot.upgrade() else { return };
-        let mut message = String::new();
-        let mut messages = Vec::new();
-        for line in lines {
-            let line = render::clip(&line, 500);
-            if message.chars().count() + line.chars().count() + 1 > render::CONTENT_MAX {
-                messages.push(std::mem::take(&mut message));
-            }
-            if !message.is_empty() {
-                message.push('\n');
-            }
-            message.push_str(&line);
-        }
-        messages.push(message);
-        for m in messages {
-            bot.post(&m).await;
-        }
-    }
 }
 
 /// `POST /discord/interactions`: Discord's HTTP interactions endpoint.
