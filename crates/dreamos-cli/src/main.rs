@@ -1,12 +1,9 @@
-//! `dreamos`: runs a node (`up`), talks to one (`task`, `status`), and measures the queue
-//! (`bench`). The binary is glue: the work lives in the library crates.
+//! `dreamos`: runs a node (`up`), talks to one (`task`, `status`), and searches code locally.
+//! The binary is glue: the work lives in the library crates. (The benchmarks are
+//! `dreamos-bench`, a binary of their own.)
 
 mod admin;
 mod agent;
-mod bench;
-mod bench_agents;
-mod bench_discord;
-mod bench_scan;
 mod client;
 mod output;
 mod scan;
@@ -92,9 +89,6 @@ enum Command {
     /// The Discord bot: `discord register` registers its slash commands.
     #[command(subcommand)]
     Discord(DiscordCommand),
-    /// Benchmarks that print their figures.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -248,7 +242,6 @@ async fn run(cli: Cli) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&config.redacted())?);
             Ok(0)
         }
-        Command::Bench(ref command) => bench::run(command).await.map(|()| 0),
         Command::Discord(DiscordCommand::Register { ref guilds }) => {
             let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
             let Some(discord) = config.discord else {

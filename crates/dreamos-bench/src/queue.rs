@@ -1,4 +1,4 @@
-//! `dreamos bench queue`: full-lifecycle throughput (submit -> claim -> complete of `noop`
+//! `dreamos-bench queue`: full-lifecycle throughput (submit -> claim -> complete of `noop`
 //! tasks), unbatched and batched, and idle dispatch latency, for each backend, beside two
 //! references measured in the same run: Redis used as a simple queue (LPUSH + BRPOP) and a
 //! naive PostgreSQL `FOR UPDATE SKIP LOCKED` queue.
@@ -8,29 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use dreamos_core::{Completion, Outcome, SystemClock};
 use dreamos_queue::{KindRegistry, Queue, QueueConfig, SubmitRequest};
 use dreamos_store::{ClaimRequest, StoreConfig};
 use serde_json::json;
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Queue throughput and dispatch latency per backend, beside reference queues.
-    Queue(QueueBench),
-    /// A cold index of a tree beside universal-ctags, and definitions found.
-    Index(crate::bench_scan::IndexBench),
-    /// Search latency on an index of a tree, beside ripgrep, with equal results checked.
-    Search(crate::bench_scan::SearchBench),
-    /// Time from saving an edit to finding it by search, in watch mode.
-    Watch(crate::bench_scan::WatchBench),
-    /// Remote agents over HTTP: noop throughput with claim latency, and heartbeats of many
-    /// agents with the node's CPU use.
-    Agents(crate::bench_agents::AgentsBench),
-    /// `/search` through the Discord interactions endpoint (the simulator plays Discord),
-    /// beside the plain HTTP search.
-    Discord(crate::bench_discord::DiscordBench),
-}
 
 #[derive(Args, Clone)]
 pub struct QueueBench {
@@ -57,17 +39,6 @@ pub struct QueueBench {
     redis: String,
 }
 
-pub async fn run(command: &BenchCommand) -> Result<()> {
-    match command {
-        BenchCommand::Queue(args) => queue(args).await,
-        BenchCommand::Index(args) => crate::bench_scan::index(args),
-        BenchCommand::Search(args) => crate::bench_scan::search(args),
-        BenchCommand::Watch(args) => crate::bench_scan::watch(args),
-        BenchCommand::Agents(args) => crate::bench_agents::agents(args).await,
-        BenchCommand::Discord(args) => crate::bench_discord::discord(args).await,
-    }
-}
-
 struct Row {
     system: String,
     mode: &'static str,
@@ -81,10 +52,10 @@ impl Row {
     }
 }
 
-async fn queue(args: &QueueBench) -> Result<()> {
+pub async fn queue(args: &QueueBench) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!(
-        "dreamos bench queue: {cores} cores, {} workers, batch {}, noop tasks, full lifecycle (submit -> claim -> complete)",
+        "dreamos-bench queue: {cores} cores, {} workers, batch {}, noop tasks, full lifecycle (submit -> claim -> complete)",
         args.workers, args.batch
     );
     let mut rows = Vec::new();

@@ -1,4 +1,4 @@
-//! `dreamos bench agents`: remote agents over HTTP against a node process on loopback.
+//! `dreamos-bench agents`: remote agents over HTTP against a node process on loopback.
 //!
 //! - **Throughput**: `noop` tasks through remote agents speaking protocol v1 (long-poll claim,
 //!   batched reports), the load generator submitting over the API in the same run; with the
@@ -48,7 +48,7 @@ struct NodeProcess {
 impl NodeProcess {
     fn start() -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(crate::dreamos_bin()?)
             .arg("--data-dir")
             .arg(dir.path())
             .args(["up", "--listen", "127.0.0.1:0", "--agents", "0"])
@@ -123,7 +123,7 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
 pub async fn agents(args: &AgentsBench) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!(
-        "dreamos bench agents: {cores} cores; node process on loopback (SQLite), load generator and agents in this process"
+        "dreamos-bench agents: {cores} cores; node process on loopback (SQLite), load generator and agents in this process"
     );
     throughput(args).await?;
     heartbeats(args).await?;

@@ -1,4 +1,4 @@
-//! `dreamos bench discord TREE`: the time from a signed `/search` interaction reaching the
+//! `dreamos-bench discord TREE`: the time from a signed `/search` interaction reaching the
 //! node's HTTP endpoint to the first response going back (what Discord's 3 s deadline
 //! applies to), on an index of TREE, beside the same searches over the plain HTTP API
 //! (`GET /api/v1/search`) in the same run. The local Discord simulator plays Discord.
@@ -11,7 +11,7 @@ use clap::Args;
 use dreamos_discord_sim::{APPLICATION_ID, CHANNEL_ID, Simulator};
 use serde_json::json;
 
-use crate::bench_agents::percentile;
+use crate::agents::percentile;
 
 #[derive(Args, Clone)]
 pub struct DiscordBench {

@@ -1,9 +1,9 @@
 //! Scanner benchmarks that print their figures beside a reference measured in the same run:
 //!
-//! - `dreamos bench index PATH`: a cold index (seconds, MB/s, peak memory, index size) beside
+//! - `dreamos-bench index PATH`: a cold index (seconds, MB/s, peak memory, index size) beside
 //!   universal-ctags (`ctags -R`) on the same tree, and how many of the function, method,
 //!   class and struct definitions ctags finds are found too.
-//! - `dreamos bench search PATH`: latency of identifier, phrase and regex queries on an index
+//! - `dreamos-bench search PATH`: latency of identifier, phrase and regex queries on an index
 //!   of the tree, beside ripgrep on the same files for the phrase and regex ones, with a check
 //!   that both return the same lines.
 
@@ -69,7 +69,7 @@ pub fn index(args: &IndexBench) -> Result<()> {
     let root =
         args.path.canonicalize().with_context(|| format!("cannot read {}", args.path.display()))?;
     let corpus = dir_size(&root);
-    println!("dreamos bench index {}: {:.1} MB in the tree", root.display(), mb(corpus));
+    println!("dreamos-bench index {}: {:.1} MB in the tree", root.display(), mb(corpus));
     let data = tempfile::tempdir()?;
     let started = Instant::now();
     let index = Index::open(data.path(), &root, Default::default())?;
@@ -283,7 +283,7 @@ pub fn search(args: &SearchBench) -> Result<()> {
     let started = Instant::now();
     let summary = index.update(&mut |_| {})?;
     println!(
-        "dreamos bench search {}: index of {} files ready in {:.1} s",
+        "dreamos-bench search {}: index of {} files ready in {:.1} s",
         root.display(),
         summary.files,
         started.elapsed().as_secs_f64()
@@ -426,7 +426,7 @@ pub fn watch(args: &WatchBench) -> Result<()> {
     let index = std::sync::Arc::new(Index::open(data.path(), tree.path(), Default::default())?);
     let summary = index.update(&mut |_| {})?;
     println!(
-        "dreamos bench watch: a copy of {} ({} files, {:.1} MB), {} edits",
+        "dreamos-bench watch: a copy of {} ({} files, {:.1} MB), {} edits",
         args.path.display(),
         summary.files,
         mb(copied),
