@@ -95,11 +95,21 @@ pub fn router(state: AppState) -> Router {
 /// The authenticated caller. Every route but `/healthz` takes one.
 pub struct Caller(pub Principal);
 
+/// A principal handed to the API by code in this process (the Discord bot acting as a
+/// member). Request extensions cannot be set from the network, so only the node itself can
+/// call as a principal that has no token.
+#[derive(Clone)]
+pub(crate) struct InProcess(pub Principal);
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let slot = parts.extensions.get::<crate::audit::AuditSlot>().cloned().unwrap_or_default();
+        if let Some(InProcess(principal)) = parts.extensions.get::<InProcess>().cloned() {
+            slot.set_actor(principal.actor());
+            return limited(state, principal);
+        }
         let Some(token) = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -116,16 +126,7 @@ impl FromRequestParts<AppState> for Caller {
         {
             Ok(principal) => {
                 slot.set_actor(principal.actor());
-                let rate = state.config.rate_limit_per_token;
-                if let Err(wait) = state.limits.by_token.take(
-                    &principal.token_id,
-                    1.0,
-                    rate,
-                    crate::limits::burst(rate),
-                ) {
-                    return Err(crate::limits::too_many("too many requests with this token", wait));
-                }
-                Ok(Caller(principal))
+                limited(state, principal)
             }
             Err(reason) => {
                 tracing::info!(?reason, "authentication failed");
@@ -134,6 +135,17 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
     }
+}
+
+/// The caller, unless its credential (a token, or a Discord member) is over its rate.
+fn limited(state: &AppState, principal: Principal) -> Result<Caller, ApiError> {
+    let rate = state.config.rate_limit_per_token;
+    if let Err(wait) =
+        state.limits.by_token.take(&principal.token_id, 1.0, rate, crate::limits::burst(rate))
+    {
+        return Err(crate::limits::too_many("too many requests with this token", wait));
+    }
+    Ok(Caller(principal))
 }
 
 /// A workspace a scoped caller may not see is answered as if it did not exist.
@@ -267,7 +279,7 @@ async fn kinds(State(state): State<AppState>, caller: Caller) -> Result<Response
         .queue
         .kinds()
         .iter()
-        .map(|k| json!({ "name": k.name, "description": k.description, "admin_only": k.admin_only, "schema": k.schema }))
+        .map(|k| json!({ "name": k.name, "description": k.description, "admin_only": k.admin_only, "read_only": k.read_only, "schema": k.schema }))
         .collect();
     Ok(Json(json!({ "kinds": kinds })).into_response())
 }

@@ -63,7 +63,9 @@ pub fn register(kinds: &mut KindRegistry) {
         ),
     ];
     for (name, description, schema) in specs {
-        kinds.register(KindSpec::new(name, description, schema, false).expect("code kind schema"));
+        let spec = KindSpec::new(name, description, schema, false).expect("code kind schema");
+        // Searching and analysing read the index, as `GET /api/v1/search` does: viewers may.
+        kinds.register(if name == "index" { spec } else { spec.reads_only() });
     }
 }
 

@@ -13,6 +13,8 @@ pub struct KindSpec {
     pub schema: Value,
     /// Only admins may submit it (for example `exec`, which runs programs).
     pub admin_only: bool,
+    /// It only reads (a search, an analysis): viewers may submit it, within their scopes.
+    pub read_only: bool,
     validator: Arc<jsonschema::Validator>,
 }
 
@@ -31,8 +33,15 @@ impl KindSpec {
             description: description.into(),
             schema,
             admin_only,
+            read_only: false,
             validator: Arc::new(validator),
         })
+    }
+
+    /// Marks the kind as one that only reads: viewers may submit it.
+    pub fn reads_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// The schema violations of `payload`, empty when it is valid.

@@ -88,7 +88,12 @@ fn may_submit_at(
 ) -> Result<(), ServiceError> {
     let principal = match who {
         Submitter::User(p) => {
-            require(p, Role::Operator, "submit tasks")?;
+            // Kinds that only read (a search, an analysis) are reads: viewers may submit them.
+            if kinds.get(kind).is_some_and(|k| k.read_only) {
+                require(p, Role::Viewer, &format!("submit `{kind}` tasks"))?;
+            } else {
+                require(p, Role::Operator, "submit tasks")?;
+            }
             if kinds.get(kind).is_some_and(|k| k.admin_only) && !p.role.allows(Role::Admin) {
                 return Err(ServiceError::forbidden(&format!(
                     "submit `{kind}` tasks (admin only)"

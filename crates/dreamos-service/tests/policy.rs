@@ -3,7 +3,7 @@
 //! as docs/security.md states them. No principal may submit what its role and scopes do not
 //! allow, however the request is wrapped.
 
-use dreamos_queue::KindRegistry;
+use dreamos_queue::{KindRegistry, KindSpec};
 use dreamos_service::policy::{self, Submitter};
 use dreamos_service::{Principal, Role};
 use proptest::prelude::*;
@@ -66,19 +66,35 @@ fn every_kind(kind: &str, payload: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// The rules, stated once more from the documentation rather than from the code.
+/// The node's kinds as far as policy goes: the built-in ones, `search` (which only reads) and
+/// `index` (which writes an index).
+fn kinds() -> KindRegistry {
+    let mut kinds = KindRegistry::builtin();
+    let any = json!({ "type": "object" });
+    kinds.register(KindSpec::new("search", "reads", any.clone(), false).unwrap().reads_only());
+    kinds.register(KindSpec::new("index", "writes", any, false).unwrap());
+    kinds
+}
+
+/// The rules, stated once more from the documentation rather than from the code: viewers
+/// submit only kinds that read (`search`), operators anything but `exec`, admins anything;
+/// a fan-out needs its own right and that of everything it carries.
 fn allowed(who: &Principal, kind: &str, payload: &Value) -> bool {
+    let mut kinds = Vec::new();
+    every_kind(kind, payload, &mut kinds);
+    let role_ok = kinds.iter().all(|k| match k.as_str() {
+        "search" => matches!(who.role, Role::Viewer | Role::Operator | Role::Admin),
+        "exec" => who.role == Role::Admin,
+        _ => matches!(who.role, Role::Operator | Role::Admin),
+    });
     let mut all = Vec::new();
     leaves(kind, payload, &mut all);
-    matches!(who.role, Role::Operator | Role::Admin)
-        && all.iter().all(|(k, ws)| {
-            let admin_only_ok = k != "exec" || who.role == Role::Admin;
-            let scope_ok = match (&who.workspaces, ws) {
-                (None, _) => true,
-                (Some(scope), Some(w)) => scope.contains(w),
-                (Some(_), None) => !["search", "index", "analyze"].contains(&k.as_str()),
-            };
-            admin_only_ok && scope_ok
+    // A scoped principal sees only its workspaces' tasks, and no code task without one.
+    role_ok
+        && all.iter().all(|(k, ws)| match (&who.workspaces, ws) {
+            (None, _) => true,
+            (Some(scope), Some(w)) => scope.contains(w),
+            (Some(_), None) => !["search", "index", "analyze"].contains(&k.as_str()),
         })
 }
 
@@ -87,7 +103,7 @@ proptest! {
 
     #[test]
     fn submissions_follow_the_policy_table(who in principal(), (kind, payload) in task()) {
-        let kinds = KindRegistry::builtin();
+        let kinds = kinds();
         let answer = policy::may_submit(Submitter::User(&who), &kinds, &kind, &payload);
         prop_assert_eq!(answer.is_ok(), allowed(&who, &kind, &payload), "{:?} {} {}", who, kind, payload);
         // Whatever it may not submit, it may not see either if scoped away from it.
@@ -101,7 +117,7 @@ proptest! {
         granted in prop::sample::subsequence(KINDS.to_vec(), 0..=5),
         (kind, payload) in task(),
     ) {
-        let kinds = KindRegistry::builtin();
+        let kinds = kinds();
         let agent = Principal { token_id: "t".into(), role: Role::Agent, label: "ag_1".into(), workspaces: None };
         let granted: Vec<String> = granted.into_iter().map(String::from).collect();
         let answer = policy::may_submit(Submitter::Agent { agent: &agent, granted: &granted }, &kinds, &kind, &payload);

@@ -3,7 +3,12 @@
 use super::*;
 
 impl Discord {
-    pub(super) async fn search(self: &Arc<Self>, search: SearchArgs, page: usize) -> Step {
+    pub(super) async fn search(
+        self: &Arc<Self>,
+        who: &Principal,
+        search: SearchArgs,
+        page: usize,
+    ) -> Step {
         let key = {
             let mut guard = self.searches.lock().unwrap_or_else(|e| e.into_inner());
             let (map, order) = &mut *guard;
@@ -17,11 +22,12 @@ impl Discord {
             }
             key
         };
-        self.search_page(key, search, page).await
+        self.search_page(who, key, search, page).await
     }
 
     pub(super) async fn search_page(
         self: &Arc<Self>,
+        who: &Principal,
         key: u64,
         search: SearchArgs,
         page: usize,
@@ -31,7 +37,7 @@ impl Discord {
             payload["workspace"] = json!(w);
         }
         let task = json!({ "kind": "search", "payload": payload });
-        let id = match self.call(Role::Operator, "POST", "/api/v1/tasks", Some(task)).await {
+        let id = match self.call(who, "POST", "/api/v1/tasks", Some(task)).await {
             Ok(v) => v["task"]["id"].as_i64().unwrap_or_default(),
             Err(e) => return Step::Now(Reply::private(e)),
         };
@@ -62,9 +68,10 @@ impl Discord {
         member: &Member,
         custom_id: &str,
     ) -> InteractionResponse {
-        if self.role_of(member).is_none() {
+        let Some(role) = self.role_of(member) else {
             return render::message(&Reply::private("You have no Dream.OS role here."));
-        }
+        };
+        let who = self.principal(member, role);
         let mut parts = custom_id.splitn(3, ':');
         let (Some("search"), Some(key), Some(page)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -79,7 +86,7 @@ impl Discord {
                 "This search has expired: run `/search` again.",
             ));
         };
-        match self.search_page(key, search, page).await {
+        match self.search_page(&who, key, search, page).await {
             Step::Now(reply) if !reply.ephemeral => render::update(&reply),
             Step::Now(reply) => render::message(&reply),
             Step::Later(_) => {
@@ -94,7 +101,9 @@ impl Discord {
         inv: &Invocation,
     ) -> InteractionResponse {
         let choices = match (self.role_of(member), &inv.focused) {
-            (Some(role), Some((option, typed))) => self.choices(role, option, typed).await,
+            (Some(role), Some((option, typed))) => {
+                self.choices(&self.principal(member, role), option, typed).await
+            }
             _ => Vec::new(),
         };
         InteractionResponse {
@@ -105,7 +114,7 @@ impl Discord {
 
     pub(super) async fn choices(
         &self,
-        role: Role,
+        who: &Principal,
         option: &str,
         typed: &str,
     ) -> Vec<CommandOptionChoice> {
@@ -116,7 +125,7 @@ impl Discord {
             "id" => ("/api/v1/tasks?limit=100", "tasks", "id"),
             _ => return Vec::new(),
         };
-        let Ok(v) = self.call(role, "GET", path, None).await else { return Vec::new() };
+        let Ok(v) = self.call(who, "GET", path, None).await else { return Vec::new() };
         let typed = typed.to_lowercase();
         v[list]
             .as_array()

@@ -40,7 +40,7 @@ pub use self::outbound::register;
 use self::outbound::{client, notifier, patiently};
 use self::render::{Card, Reply};
 use crate::api::AppState;
-use crate::auth::{self, Role};
+use crate::auth::{Principal, Role};
 use crate::config::DiscordConfig;
 
 /// Work that may take longer than this answers "deferred" first (Discord allows 3 s).
@@ -78,8 +78,8 @@ pub struct Discord {
     public_key: Option<Vec<u8>>,
     /// The node's API without this bot in it (no reference cycle).
     api: OnceLock<Router>,
-    /// API tokens by role, issued at start.
-    tokens: Vec<(Role, String)>,
+    /// This node's id, for the bot's own principal.
+    node_id: String,
     searches: Mutex<(HashMap<u64, SearchArgs>, VecDeque<u64>)>,
     next_search: AtomicU64,
     notices: tokio::sync::mpsc::UnboundedSender<String>,
@@ -88,25 +88,19 @@ pub struct Discord {
 }
 
 impl Discord {
-    /// Sets the bot up: issues its API tokens (revoking the previous run's) and starts the
+    /// Sets the bot up: revokes the API tokens earlier versions of this node's bot issued
+    /// (members act as principals of their own now, with no shared tokens) and starts the
     /// notification worker.
     pub async fn start(
         config: DiscordConfig,
         store: &Arc<dyn dreamos_store::Store>,
         node_id: &str,
     ) -> anyhow::Result<Arc<Self>> {
-        let now = store.clock().now_ms();
         let label = token_label(node_id);
         for old in store.list_tokens().await? {
             if old.label == label && old.revoked_at_ms.is_none() {
                 store.revoke_token(&old.id).await?;
             }
-        }
-        let mut tokens = Vec::new();
-        for role in [Role::Viewer, Role::Operator, Role::Admin] {
-            let issued = auth::issue(role, &label, now, None);
-            store.create_token(issued.record).await?;
-            tokens.push((role, issued.token));
         }
         let public_key = config.public_key.as_deref().map(hex::decode).transpose()?;
         let (notices, queue) = tokio::sync::mpsc::unbounded_channel();
@@ -115,7 +109,7 @@ impl Discord {
             config,
             public_key,
             api: OnceLock::new(),
-            tokens,
+            node_id: node_id.to_string(),
             searches: Mutex::new((HashMap::new(), VecDeque::new())),
             next_search: AtomicU64::new(1),
             notices,
@@ -132,8 +126,26 @@ impl Discord {
         let _ = self.api.set(crate::api::router(inner));
     }
 
-    fn token(&self, role: Role) -> &str {
-        &self.tokens.iter().find(|(r, _)| *r == role).expect("a token per role").1
+    /// A member acting with `role`: a principal of its own (submitter, audit actor and
+    /// rate-limit key), keyed by the member's Discord id.
+    fn principal(&self, member: &Member, role: Role) -> Principal {
+        Principal {
+            token_id: format!("discord-{}", member.id),
+            role,
+            label: format!("discord:{}", member.name.replace([':', '#'], "_")),
+            workspaces: None,
+        }
+    }
+
+    /// The bot itself, for its own reads (task states for follow-ups, the status for alerts):
+    /// a viewer, which changes nothing.
+    fn itself(&self) -> Principal {
+        Principal {
+            token_id: token_label(&self.node_id),
+            role: Role::Viewer,
+            label: token_label(&self.node_id),
+            workspaces: None,
+        }
     }
 
     /// The highest Dream.OS role the member's Discord roles give.
@@ -158,10 +170,12 @@ impl Discord {
             .is_ok()
     }
 
-    /// Calls the node's API as `role`; an error answer becomes its message.
+    /// Calls the node's API in process as `who` (no token: the principal rides in the
+    /// request's extensions, which only code in this process can set); the API and the
+    /// service layer check it like any caller. An error answer becomes its message.
     async fn call(
         &self,
-        role: Role,
+        who: &Principal,
         method: &str,
         path: &str,
         body: Option<Value>,
@@ -172,7 +186,7 @@ impl Discord {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token(role)));
+            .extension(crate::api::InProcess(who.clone()));
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
@@ -245,8 +259,8 @@ impl Discord {
                 role.map_or("none".to_string(), |r| r.to_string())
             )));
         }
-        let role = role.expect("allowed");
-        match self.run(member, role, &invocation).await {
+        let who = self.principal(member, role.expect("allowed"));
+        match self.run(member, &who, &invocation).await {
             Step::Now(reply) => render::message(&reply),
             Step::Later(work) => {
                 let bot = self.clone();
@@ -277,14 +291,14 @@ impl Discord {
         }
     }
 
-    async fn run(self: &Arc<Self>, member: &Member, role: Role, inv: &Invocation) -> Step {
+    async fn run(self: &Arc<Self>, member: &Member, who: &Principal, inv: &Invocation) -> Step {
         let arg = |name: &str| inv.arg(name).map(str::to_owned);
         let failed = |e: String| Step::Now(Reply::private(e));
         match (inv.name.as_str(), inv.sub.as_deref()) {
             ("help", _) => Step::Now(commands::help()),
             ("system", Some(sub)) => {
-                let status = self.call(role, "GET", "/api/v1/status", None).await;
-                let agents = self.call(role, "GET", "/api/v1/agents", None).await;
+                let status = self.call(who, "GET", "/api/v1/status", None).await;
+                let agents = self.call(who, "GET", "/api/v1/agents", None).await;
                 let (status, agents) = match (status, agents) {
                     (Ok(s), Ok(a)) => (s, a),
                     (Err(e), _) | (_, Err(e)) => return failed(e),
@@ -307,13 +321,13 @@ impl Discord {
             }
             ("agent", Some("status")) => match arg("agent") {
                 Some(a) => {
-                    match self.call(role, "GET", &format!("/api/v1/agents/{}", enc(&a)), None).await
+                    match self.call(who, "GET", &format!("/api/v1/agents/{}", enc(&a)), None).await
                     {
                         Ok(v) => Step::Now(Reply::card(commands::agent_card(&v))),
                         Err(e) => failed(e),
                     }
                 }
-                None => match self.call(role, "GET", "/api/v1/agents", None).await {
+                None => match self.call(who, "GET", "/api/v1/agents", None).await {
                     Ok(v) => Step::Now(Reply::card(commands::agents_card(&v))),
                     Err(e) => failed(e),
                 },
@@ -321,7 +335,7 @@ impl Discord {
             ("agent", Some(action @ ("drain" | "resume"))) => {
                 let a = arg("agent").unwrap_or_default();
                 let path = format!("/api/v1/agents/{}/{action}", enc(&a));
-                match self.call(role, "POST", &path, None).await {
+                match self.call(who, "POST", &path, None).await {
                     Ok(v) => Step::Now(Reply::card(commands::agent_card(&v))),
                     Err(e) => failed(e),
                 }
@@ -330,7 +344,7 @@ impl Discord {
                 let a = arg("agent").unwrap_or_default();
                 let body = json!({ "text": arg("text").unwrap_or_default(), "wait_ms": 1_500 });
                 let path = format!("/api/v1/agents/{}/messages", enc(&a));
-                match self.call(role, "POST", &path, Some(body)).await {
+                match self.call(who, "POST", &path, Some(body)).await {
                     Ok(v) if !v["reply"].is_null() => {
                         let text = v["reply"]["body"]["text"]
                             .as_str()
@@ -347,7 +361,7 @@ impl Discord {
             }
             ("agent", Some("broadcast")) => {
                 let body = json!({ "text": arg("text").unwrap_or_default() });
-                match self.call(role, "POST", "/api/v1/agents/broadcast", Some(body)).await {
+                match self.call(who, "POST", "/api/v1/agents/broadcast", Some(body)).await {
                     Ok(v) => Step::Now(Reply::text(format!(
                         "Sent to {} agent(s).",
                         v["ids"].as_array().map_or(0, Vec::len)
@@ -368,8 +382,8 @@ impl Discord {
                 if let Some(p) = arg("priority") {
                     body["priority"] = json!(p);
                 }
-                // The caller's own role: `exec` stays admin-only.
-                match self.call(role, "POST", "/api/v1/tasks", Some(body)).await {
+                // The member's own rights: `exec` stays admin-only.
+                match self.call(who, "POST", "/api/v1/tasks", Some(body)).await {
                     Ok(v) => {
                         let id = v["task"]["id"].as_i64().unwrap_or_default();
                         self.follow(id, Some(member.clone()), None).await
@@ -382,7 +396,7 @@ impl Discord {
                 if let Some(s) = arg("state") {
                     path.push_str(&format!("&state={}", enc(&s)));
                 }
-                match self.call(role, "GET", &path, None).await {
+                match self.call(who, "GET", &path, None).await {
                     Ok(v) => {
                         let lines: Vec<String> = v["tasks"]
                             .as_array()
@@ -418,7 +432,7 @@ impl Discord {
                     "status" => ("GET", format!("/api/v1/tasks/{}", enc(&id))),
                     _ => ("POST", format!("/api/v1/tasks/{}/{action}", enc(&id))),
                 };
-                match self.call(role, method, &path, None).await {
+                match self.call(who, method, &path, None).await {
                     Ok(v) => Step::Now(Reply::card(commands::task_card(&v))),
                     Err(e) => failed(e),
                 }
@@ -432,12 +446,12 @@ impl Discord {
                     query.push_str(&format!(" path:{p}"));
                 }
                 let search = SearchArgs { query, workspace: arg("workspace") };
-                self.search(search, 0).await
+                self.search(who, search, 0).await
             }
             ("index", None) => {
                 let w = arg("workspace").unwrap_or_default();
                 let path = format!("/api/v1/workspaces/{}/index", enc(&w));
-                match self.call(role, "POST", &path, None).await {
+                match self.call(who, "POST", &path, None).await {
                     Ok(v) => {
                         let id = v["task"]["id"].as_i64().unwrap_or_default();
                         self.follow(id, None, Some(format!("Indexing **{w}**"))).await
@@ -450,7 +464,7 @@ impl Discord {
                 let metrics = json!({ "kind": "analyze", "payload": { "workspace": w, "what": "metrics", "top": 10 } });
                 let cycles = json!({ "kind": "analyze", "payload": { "workspace": w, "what": "cycles", "top": 10 } });
                 let batch = json!({ "tasks": [metrics, cycles] });
-                match self.call(Role::Operator, "POST", "/api/v1/tasks/batch", Some(batch)).await {
+                match self.call(who, "POST", "/api/v1/tasks/batch", Some(batch)).await {
                     Ok(v) => {
                         let ids: Vec<i64> = v["tasks"]
                             .as_array()
@@ -467,13 +481,13 @@ impl Discord {
                 let target = arg("target").unwrap_or_default();
                 let workspace = match arg("workspace") {
                     Some(w) => w,
-                    None => match self.only_workspace().await {
+                    None => match self.only_workspace(who).await {
                         Ok(w) => w,
                         Err(e) => return failed(e),
                     },
                 };
                 let task = json!({ "kind": "analyze", "payload": { "workspace": workspace, "what": "dependents", "target": target } });
-                match self.call(Role::Operator, "POST", "/api/v1/tasks", Some(task)).await {
+                match self.call(who, "POST", "/api/v1/tasks", Some(task)).await {
                     Ok(v) => {
                         let id = v["task"]["id"].as_i64().unwrap_or_default();
                         self.gather(vec![id], move |results| dependents_card(&target, results))
@@ -486,8 +500,8 @@ impl Discord {
         }
     }
 
-    async fn only_workspace(&self) -> Result<String, String> {
-        let v = self.call(Role::Viewer, "GET", "/api/v1/workspaces", None).await?;
+    async fn only_workspace(&self, who: &Principal) -> Result<String, String> {
+        let v = self.call(who, "GET", "/api/v1/workspaces", None).await?;
         let names: Vec<String> = v["workspaces"]
             .as_array()
             .into_iter()
@@ -588,7 +602,7 @@ impl Discord {
 
     async fn wait_task(&self, id: i64, wait: Duration) -> Result<Value, String> {
         let path = format!("/api/v1/tasks/{id}?wait_ms={}", wait.as_millis());
-        self.call(Role::Admin, "GET", &path, None).await
+        self.call(&self.itself(), "GET", &path, None).await
     }
 
     /// Replaces the original reply (follow-ups), honouring Discord's rate limits.

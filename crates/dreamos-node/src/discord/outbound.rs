@@ -74,8 +74,8 @@ impl Discord {
                     _ = tokio::time::sleep(every) => {}
                 }
                 let Some(bot) = bot.upgrade() else { break };
-                let status = bot.call(Role::Admin, "GET", "/api/v1/status", None).await;
-                let agents = bot.call(Role::Admin, "GET", "/api/v1/agents", None).await;
+                let status = bot.call(&bot.itself(), "GET", "/api/v1/status", None).await;
+                let agents = bot.call(&bot.itself(), "GET", "/api/v1/agents", None).await;
                 let (Ok(status), Ok(agents)) = (status, agents) else { continue };
                 let now = bot.alerts(&status, &agents);
                 if let Some(before) = &known {

@@ -656,3 +656,49 @@ async fn agent_message_shows_the_reply() {
     assert_eq!(content, "**echoer** replied: pong to ping");
     bot.node.shutdown().await.unwrap();
 }
+
+/// Each member acts as a principal of its own (submitter, audit actor, rate-limit key), with
+/// the rights its Discord roles give: no shared bot token decides, and the bot holds none.
+#[tokio::test]
+async fn members_are_principals_of_their_own() {
+    let bot = Bot::start(None).await;
+    for (id, name) in [("1100000000000000201", "bob"), ("1100000000000000202", "cy")] {
+        let mut interaction =
+            bot.sim.command("task", sub("submit", json!([string("kind", "noop")])), &[OPERATOR]);
+        interaction["member"]["user"]["id"] = json!(id);
+        interaction["member"]["user"]["username"] = json!(name);
+        let answer = bot.deliver(&interaction).await;
+        assert_eq!(answer["type"], 4, "{answer}");
+    }
+    let filter = dreamos_store::TaskFilter { limit: 10, ..Default::default() };
+    let submitters: std::collections::BTreeSet<String> =
+        bot.node.store.list(&filter).await.unwrap().into_iter().map(|t| t.submitter).collect();
+    let expected = ["operator:discord:bob", "operator:discord:cy"].map(String::from);
+    assert_eq!(submitters, expected.into_iter().collect(), "one submitter per member");
+    let audit = bot
+        .node
+        .store
+        .read_audit(dreamos_store::AuditFilter { limit: 1_000, ..Default::default() })
+        .await
+        .unwrap();
+    let actors: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.entry.action == "POST /api/v1/tasks")
+        .map(|e| e.entry.actor.as_str())
+        .collect();
+    assert!(
+        actors.iter().any(|a| a.ends_with("#discord-1100000000000000201"))
+            && actors.iter().any(|a| a.ends_with("#discord-1100000000000000202")),
+        "{actors:?}"
+    );
+    let tokens = bot.node.store.list_tokens().await.unwrap();
+    assert!(
+        tokens.iter().all(|t| !t.label.starts_with("discord-bot") || t.revoked_at_ms.is_some()),
+        "the bot holds no API token: {tokens:?}"
+    );
+    // A viewer may search (a read, as over `GET /api/v1/search`), as a viewer.
+    let answer = bot.command("search", json!([string("query", "anything")]), VIEWER).await;
+    let text = answer.to_string();
+    assert!(!text.contains("your role may not"), "{text}");
+    bot.node.shutdown().await.unwrap();
+}
