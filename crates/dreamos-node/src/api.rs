@@ -41,6 +41,8 @@ pub struct AppState {
     pub audit_coalescer: Arc<crate::audit::Coalescer>,
     /// Becomes true when the API closes: open event streams end.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Becomes true when the node starts to stop (it takes no new work): `/readyz` says so.
+    pub draining: tokio::sync::watch::Receiver<bool>,
     /// The Discord bot, when configured: it serves `POST /discord/interactions`.
     pub discord: Option<Arc<crate::discord::Discord>>,
 }
@@ -55,6 +57,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(status))
         .routes(routes!(kinds))
@@ -184,6 +187,38 @@ struct Health {
 )]
 async fn healthz() -> impl IntoResponse {
     Json(Health { status: "ok" })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// `ready`, `draining` or `store_unavailable`.
+    status: &'static str,
+}
+
+/// How long the store may take to answer a readiness probe.
+const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "system",
+    summary = "Readiness: 200 while the store answers within 2 s and the node is not stopping; 503 otherwise (for load balancers). Needs no token.",
+    responses(
+        (status = 200, description = "ready for work", body = inline(Readiness)),
+        (status = 503, description = "draining, or the store does not answer", body = inline(Readiness)),
+    ),
+)]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let answer = |code: StatusCode, status| (code, Json(Readiness { status })).into_response();
+    if *state.draining.borrow() {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    // A point read of a token that does not exist: the cheapest round trip to the store.
+    let probe = state.queue.store().find_token("readyz");
+    match tokio::time::timeout(READY_DEADLINE, probe).await {
+        Ok(Ok(_)) => answer(StatusCode::OK, "ready"),
+        _ => answer(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    }
 }
 
 async fn refresh_task_gauges(state: &AppState) -> Result<Vec<dreamos_store::StateCount>, ApiError> {

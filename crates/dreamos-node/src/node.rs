@@ -35,6 +35,8 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
+    /// The data dir's lock, held while the node runs.
+    _lock: std::fs::File,
 }
 
 impl Node {
@@ -46,6 +48,8 @@ impl Node {
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         dreamos_scan::walk::mark_data_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+        // Before anything else touches the data dir: one node per data dir.
+        let lock = lock_data_dir(&config.data_dir)?;
         let node_id = node_id(&config.data_dir)?;
         let key_path =
             config.audit_key_file.clone().unwrap_or_else(|| config.data_dir.join("audit.key"));
@@ -157,6 +161,7 @@ impl Node {
             tokens: Default::default(),
             audit_coalescer: Default::default(),
             closing: http_stop_rx.clone(),
+            draining: stop_rx.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -211,6 +216,7 @@ impl Node {
             store,
             stop,
             task,
+            _lock: lock,
         })
     }
 
@@ -231,6 +237,33 @@ fn futures_join(
             let _ = h.await;
         }
     })
+}
+
+/// Takes the data dir's exclusive lock (`DATA_DIR/lock`, an advisory `flock` the kernel drops
+/// when the process ends, however it ends) and writes this process's id in it. A data dir
+/// another process holds is refused, naming that process, before anything is changed.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    let path = data_dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = holder.trim();
+        anyhow::bail!(
+            "the data dir {} is in use by another dreamos node{}; stop it first, or use another --data-dir",
+            data_dir.display(),
+            if holder.is_empty() { String::new() } else { format!(" (process {holder})") }
+        );
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 fn node_id(data_dir: &Path) -> Result<String> {

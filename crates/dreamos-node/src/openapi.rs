@@ -138,7 +138,7 @@ fn complete_operation(path: &str, operation: &mut Value) {
         ),
         (503, "the node is stopping, or the request took longer than the node allows"),
     ];
-    if path != "/healthz" {
+    if path != "/healthz" && path != "/readyz" {
         operation["security"] = json!([{ "bearer": [] }]);
         errors.push((401, "missing or invalid credentials (always the same answer)"));
         errors.push((403, "the token's role or workspace scope does not allow this"));

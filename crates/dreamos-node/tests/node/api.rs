@@ -54,6 +54,7 @@ impl Api {
             tokens: Default::default(),
             audit_coalescer: Default::default(),
             closing: tokio::sync::watch::channel(false).1,
+            draining: tokio::sync::watch::channel(false).1,
             discord: None,
             node_id: "test".into(),
             started: Instant::now(),
@@ -474,14 +475,14 @@ async fn openapi_document_describes_every_route() {
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert_eq!(doc["openapi"], "3.1.0");
     let mut routes: Vec<(&str, &str)> = matrix().iter().map(|(m, p, _, _)| (*m, *p)).collect();
-    routes.extend([("GET", "/healthz"), ("GET", "/api/v1/events")]);
+    routes.extend([("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/events")]);
     let paths = doc["paths"].as_object().unwrap();
     let mut documented = Vec::new();
     for (template, item) in paths {
         for (method, operation) in item.as_object().unwrap() {
             documented.push((method.to_uppercase(), template.clone()));
             let responses = operation["responses"].as_object().unwrap();
-            if template != "/healthz" {
+            if template != "/healthz" && template != "/readyz" {
                 assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{template}");
                 for status in ["401", "403", "429"] {
                     let schema = &responses[status]["content"]["application/json"]["schema"];

@@ -243,3 +243,69 @@ async fn the_admin_token_is_created_once_and_private() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_a_busy_data_dir_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Node::start(config(dir.path(), 1)).await.unwrap();
+    let token = std::fs::read_to_string(&first.admin_token_path).unwrap();
+    let id =
+        first.store.submit(vec![NewTask::new("noop", json!({ "sleep_ms": 300 }))]).await.unwrap()
+            [0]
+        .id;
+    let err =
+        Node::start(config(dir.path(), 1)).await.err().expect("a second node on one data dir");
+    let text = format!("{err:#}");
+    assert!(text.contains("in use") && text.contains(&std::process::id().to_string()), "{text}");
+    // The first node's work and credentials are untouched.
+    let store = first.store.clone();
+    assert!(
+        eventually(Duration::from_secs(20), || state_is(&store, id, TaskState::Succeeded)).await
+    );
+    assert_eq!(std::fs::read_to_string(&first.admin_token_path).unwrap(), token);
+    let http = reqwest::Client::new();
+    let (status, _) = crate::http_call(
+        &http,
+        &format!("http://{}", first.addr),
+        token.trim(),
+        "GET",
+        "/api/v1/status",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    first.shutdown().await.unwrap();
+    // Once it has stopped, the data dir is free again.
+    Node::start(config(dir.path(), 0)).await.unwrap().shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_separate_from_liveness() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1);
+    cfg.grace_ms = 20_000;
+    let node = Node::start(cfg).await.unwrap();
+    let base = format!("http://{}", node.addr);
+    let ready = |base: String| async move {
+        let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap()["status"].clone())
+    };
+    assert_eq!(ready(base.clone()).await, (200, json!("ready")));
+    // A stopping node (draining a running task) is alive but not ready.
+    let id =
+        node.store.submit(vec![NewTask::new("noop", json!({ "sleep_ms": 2_000 }))]).await.unwrap()
+            [0]
+        .id;
+    let store = node.store.clone();
+    assert!(eventually(Duration::from_secs(10), || state_is(&store, id, TaskState::Running)).await);
+    let stopping = tokio::spawn(node.shutdown());
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let base = base.clone();
+            async move { ready(base).await == (503, json!("draining")) }
+        })
+        .await
+    );
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+    stopping.await.unwrap().unwrap();
+}
