@@ -227,11 +227,22 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => std::process::exit(code),
+        // A reader that stopped early (`dreamos symbols | head`) is not an error to report;
+        // the status is the shell's for a closed pipe, as when printing panicked above.
+        Err(e) if broken_pipe(&e) => std::process::exit(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
     }
+}
+
+/// Whether an error comes from writing to a pipe whose reader has gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> Result<i32> {

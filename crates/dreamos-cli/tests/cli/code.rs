@@ -175,3 +175,35 @@ fn bad_input_gets_a_clear_error() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/dir"));
 }
+
+/// A reader that stops early (`dreamos symbols | head -3`) ends the command quietly: no
+/// "Broken pipe" error, the status a closed pipe gives.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let (data, tree) = project();
+    // Far more output than a pipe holds, so the command meets the closed pipe.
+    let many: String =
+        (0..4_000).map(|i| format!("def generated_function_{i}(x):\n    return x\n\n")).collect();
+    std::fs::write(tree.path().join("many.py"), many).unwrap();
+    ok(dreamos(data.path(), &["index", tree.path().to_str().unwrap()]));
+    for args in [vec!["symbols"], vec!["search", "generated_function", "--limit", "1000"]] {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(&args)
+            .env("DREAMOS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        // The pipe's reader is gone now.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("Broken pipe") && !stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}: {:?}", out.status);
+    }
+}
