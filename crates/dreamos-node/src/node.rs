@@ -117,7 +117,7 @@ impl Node {
         let (maintenance_stop, maintenance_stop_rx) = watch::channel(false);
         let maintenance = spawn_maintenance(queue.clone(), maintenance_stop_rx.clone());
         let orchestrator = Orchestrator::new(store.clone(), config.clone(), &node_id);
-        let orchestration = orchestrator.spawn(maintenance_stop_rx);
+        let orchestration = orchestrator.spawn(stop_rx.clone(), maintenance_stop_rx);
         let agents = spawn_local_agents(
             AgentContext {
                 queue: queue.clone(),

@@ -119,16 +119,22 @@ impl Orchestrator {
         list.len() != before
     }
 
-    /// Starts the dispatch loop and the leader's duties; both end when `stop` becomes true.
-    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    /// Starts the dispatch loop, which ends when `stop` becomes true, and the leader's duties,
+    /// which end as soon as the node starts stopping (`stopping`): a stopping node gives up
+    /// leadership at once, so it never marks agents lost while it drains (they may be unable to
+    /// reach it then), and a live node takes over.
+    pub fn spawn(
+        self: &Arc<Self>,
+        stopping: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
         let dispatch = {
             let me = self.clone();
-            let stop = stop.clone();
             tokio::spawn(async move { me.dispatch_loop(stop).await })
         };
         let lead = {
             let me = self.clone();
-            tokio::spawn(async move { me.leader_loop(stop).await })
+            tokio::spawn(async move { me.leader_loop(stopping).await })
         };
         vec![dispatch, lead]
     }

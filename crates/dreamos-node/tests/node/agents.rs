@@ -385,3 +385,51 @@ async fn fan_out_through_local_and_remote_agents() {
     );
     r.node.shutdown().await.unwrap();
 }
+
+/// Lost-agent detection belongs to a live leader: a node that is stopping (here draining a
+/// local task for several heartbeat intervals) gives up leadership at once and marks no agent
+/// lost, even one that cannot reach it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_never_marks_agents_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = remote_config(dir.path());
+    cfg.agents = 1;
+    cfg.grace_ms = 30_000;
+    let r = Remote::start(cfg).await;
+    let (id, token) = r.create("steady", &["noop"], 1).await;
+    r.register(&token, &["noop"], json!({})).await;
+    r.post(&token, "/agent/v1/heartbeat", json!({ "running": [] })).await;
+    let leads = || async {
+        let (_, v) = r.call(&r.admin, "GET", "/api/v1/status", None).await;
+        v["orchestrator_leader"] == true
+    };
+    assert!(eventually(Duration::from_secs(10), leads).await, "the node leads");
+    // Six seconds of local work: the stop drains it for twice the three missed heartbeats
+    // after which a live leader would call the silent agent lost.
+    let work = submit(&r.store(), NewTask::new("noop", json!({ "sleep_ms": 6_000 }))).await;
+    let store = r.store();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let store = store.clone();
+            async move { store.get(work).await.unwrap().unwrap().state == TaskState::Running }
+        })
+        .await
+    );
+    drop(store);
+    r.node.shutdown().await.unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dreamos.db").display());
+    let store = dreamos_store::open(
+        &url,
+        dreamos_store::StoreConfig::default(),
+        Arc::new(dreamos_core::SystemClock),
+    )
+    .await
+    .unwrap();
+    let agent = match store.agent(dreamos_store::AgentOp::Get { id: id.clone() }).await.unwrap() {
+        dreamos_store::AgentAnswer::Agent(a) => a,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(agent.state, dreamos_store::AgentState::Lost, "{agent:?}");
+    assert_eq!(store.get(work).await.unwrap().unwrap().state, TaskState::Succeeded);
+    store.close().await;
+}
