@@ -15,6 +15,8 @@ trap 'git worktree remove --force "$OLD/src" >/dev/null 2>&1 || true; rm -rf "$O
 git worktree add -f "$OLD/src" "$REV" >/dev/null
 (cd "$OLD/src" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p dreamos-cli)
 cp "$TARGET/release/dreamos" "$OLD/dreamos-before"
+# Both trees name the same workspace crates: newer sources make cargo rebuild them here.
+find crates -name '*.rs' -exec touch {} +
 cargo build --release -q -p dreamos-cli
 cp "$TARGET/release/dreamos" "$OLD/dreamos-after"
 for round in $(seq 1 "$ROUNDS"); do
