@@ -383,6 +383,13 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
                 continue;
             }
             _ => {
+                // A clean exit: `stopped`, not `lost` a few heartbeats from now.
+                let reason = json!({ "reason": "the agent process stopped" });
+                if let Err(e) = client.post("/agent/v1/deregister", &reason).await {
+                    eprintln!(
+                        "warning: could not deregister ({e:#}); the node will call this agent lost"
+                    );
+                }
                 eprintln!("agent {name} stopped");
                 return Ok(0);
             }

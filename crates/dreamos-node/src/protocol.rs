@@ -57,6 +57,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(children))
         .routes(routes!(agent_send, agent_inbox))
         .routes(routes!(agent_ack))
+        .routes(routes!(deregister))
         .merge(crate::agent_routes::routes())
 }
 
@@ -74,11 +75,12 @@ struct Schemas {
     ack: jsonschema::Validator,
     reports: jsonschema::Validator,
     children: jsonschema::Validator,
+    deregister: jsonschema::Validator,
 }
 
 /// The protocol's messages and their JSON Schemas (docs/protocol/<name>.schema.json); the
 /// OpenAPI document carries them too.
-pub(crate) const MESSAGE_SCHEMAS: [(&str, &str); 10] = [
+pub(crate) const MESSAGE_SCHEMAS: [(&str, &str); 11] = [
     ("register", include_str!("../../../docs/protocol/register.schema.json")),
     ("heartbeat", include_str!("../../../docs/protocol/heartbeat.schema.json")),
     ("claim", include_str!("../../../docs/protocol/claim.schema.json")),
@@ -89,6 +91,7 @@ pub(crate) const MESSAGE_SCHEMAS: [(&str, &str); 10] = [
     ("ack", include_str!("../../../docs/protocol/ack.schema.json")),
     ("reports", include_str!("../../../docs/protocol/reports.schema.json")),
     ("children", include_str!("../../../docs/protocol/children.schema.json")),
+    ("deregister", include_str!("../../../docs/protocol/deregister.schema.json")),
 ];
 
 fn compile(name: &str) -> jsonschema::Validator {
@@ -108,6 +111,7 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     ack: compile("ack"),
     reports: compile("reports"),
     children: compile("children"),
+    deregister: compile("deregister"),
 });
 
 /// Parses a body that must follow `schema`.
@@ -764,4 +768,37 @@ async fn agent_ack(
         AgentAnswer::Count(n) => Ok(Json(json!({ "acknowledged": n })).into_response()),
         other => Err(unexpected(other)),
     }
+}
+
+#[derive(Deserialize)]
+struct DeregisterBody {
+    reason: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/agent/v1/deregister",
+    tag = "agent protocol",
+    summary = "The agent stops cleanly: it becomes `stopped`, not `lost`.",
+    request_body = ref("#/components/schemas/protocol.deregister"),
+    responses(
+        (status = 200, description = "the agent, stopped", body = Object),
+    ),
+)]
+/// A clean exit: the agent is `stopped` (its history says why), so no lost-agent alert is
+/// raised and nothing of it is retried (its tasks were reported before it left).
+async fn deregister(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&caller)?;
+    let body: DeregisterBody = checked(&SCHEMAS.deregister, "deregister", body)?;
+    let actor = match body.reason {
+        Some(r) if !r.is_empty() => format!("agent:{id} ({r})"),
+        _ => format!("agent:{id}"),
+    };
+    let op = AgentOp::Control { id, control: dreamos_store::Control::Stop, actor };
+    let agent = agent_record(&state, op).await?;
+    Ok(Json(agent_view(&agent)).into_response())
 }

@@ -229,3 +229,33 @@ fn two_nodes_on_one_postgres_have_one_leader_and_fail_over() {
         .args([&pg_url(), "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
         .output();
 }
+
+/// An agent stopped as a service manager stops it (SIGTERM) leaves cleanly: `stopped` at once,
+/// never `lost`, so no lost-agent alert is raised.
+#[test]
+fn an_agent_stopped_with_sigterm_deregisters() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = UpProcess::start(dir.path(), 0);
+    let (_, token) = create(&node, "tidy");
+    let mut agent = run_agent(&node, &token);
+    let state = |node: &UpProcess| -> String {
+        let v: Value =
+            serde_json::from_str(&ok(node.cli(&["--json", "agent", "show", "tidy"]))).unwrap();
+        v["state"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(wait_until(Duration::from_secs(20), || state(&node) == "idle"), "never registered");
+    let sent = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    assert!(
+        wait_until(Duration::from_secs(20), || agent.try_wait().unwrap().is_some()),
+        "the agent did not stop"
+    );
+    assert!(agent.wait().unwrap().success());
+    assert_eq!(state(&node), "stopped");
+    let shown: Value =
+        serde_json::from_str(&ok(node.cli(&["--json", "agent", "show", "tidy"]))).unwrap();
+    let states: Vec<&str> =
+        shown["history"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap()).collect();
+    assert!(!states.contains(&"lost"), "{states:?}");
+    node.terminate();
+}

@@ -287,6 +287,7 @@ fn matrix() -> Vec<Row> {
         ("GET", "/agent/v1/messages", None, None),
         ("GET", "/agent/v1/me", None, None),
         ("POST", "/agent/v1/messages/ack", Some(r#"{"ids":[1]}"#), None),
+        ("POST", "/agent/v1/deregister", Some(r#"{"reason":"x"}"#), None),
     ]
 }
 
@@ -411,6 +412,7 @@ fn arbitrary_bodies_never_crash_the_api() {
         ("/agent/v1/reports", Role::Agent),
         ("/agent/v1/messages", Role::Agent),
         ("/agent/v1/tasks/1/children", Role::Agent),
+        ("/agent/v1/deregister", Role::Agent),
     ];
     let json_value = proptest::arbitrary::any::<String>().prop_map(|s| json!(s)).boxed();
     let leaf = prop_oneof![
