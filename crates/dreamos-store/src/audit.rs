@@ -132,22 +132,7 @@ pub fn keyed_hash(
 /// The unkeyed hash of an entry: SHA-256 over the previous hash and every field,
 /// length-prefixed so no two different entries hash alike.
 pub fn entry_hash(prev_hash: &str, id: i64, at_ms: i64, e: &AuditEntry) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        prev_hash,
-        &id.to_string(),
-        &at_ms.to_string(),
-        &e.request_id,
-        &e.actor,
-        &e.action,
-        &e.target,
-        &e.outcome,
-        e.detail.as_deref().unwrap_or("\u{0}"),
-    ] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
-    hex::encode(h.finalize())
+    hex::encode(Sha256::digest(hash_input(prev_hash, id, at_ms, e)))
 }
 
 /// Where a chain is broken.

@@ -4,53 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dreamos_node::{Config, Node};
+use dreamos_node::Config;
 use serde_json::{Value, json};
 
-use crate::{config, eventually};
+use crate::{Api, config, eventually};
 
-struct Api {
-    node: Node,
-    http: reqwest::Client,
-    base: String,
-    admin: String,
-}
-
+/// What the attacks need beyond the shared [`Api`].
 impl Api {
-    async fn start(cfg: Config) -> Self {
-        let node = Node::start(cfg).await.unwrap();
-        let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
-        let base = format!("http://{}", node.addr);
-        Self { node, http: reqwest::Client::new(), base, admin }
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        crate::http_call(&self.http, &self.base, token, method, path, body).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        self.call(token, "GET", path, None).await
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        self.call(token, "POST", path, Some(body)).await
-    }
-
-    /// A token issued by `by`; answers (id, token).
-    async fn token_by(&self, by: &str, body: Value) -> (String, String) {
-        let (status, v) = self.post(by, "/api/v1/tokens", body).await;
-        assert_eq!(status, 201, "{v}");
-        (v["id"].as_str().unwrap().into(), v["token"].as_str().unwrap().into())
-    }
-
-    async fn token(&self, body: Value) -> String {
-        self.token_by(&self.admin.clone(), body).await.1
+    /// A token's secret, issued by the admin.
+    async fn secret(&self, body: Value) -> String {
+        self.token(body).await.1
     }
 
     /// Submits as `token`; answers (status, answer).
@@ -330,8 +293,8 @@ async fn an_agent_spawns_children_with_its_own_rights_not_the_parents() {
 async fn a_token_mints_nothing_above_its_role_or_beyond_its_scope() {
     let dir = tempfile::tempdir().unwrap();
     let api = Api::start(config(dir.path(), 0)).await;
-    let scoped_admin = api.token(json!({ "role": "admin", "workspaces": ["alpha"] })).await;
-    let operator = api.token(json!({ "role": "operator" })).await;
+    let scoped_admin = api.secret(json!({ "role": "admin", "workspaces": ["alpha"] })).await;
+    let operator = api.secret(json!({ "role": "operator" })).await;
     let (other_id, _) =
         api.token_by(&api.admin.clone(), json!({ "role": "viewer", "workspaces": ["beta"] })).await;
     for body in [
@@ -377,8 +340,8 @@ async fn a_token_mints_nothing_above_its_role_or_beyond_its_scope() {
 async fn scopes_hold_through_fan_out_idempotency_retry_and_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let api = Api::start(config(dir.path(), 0)).await;
-    let alpha = api.token(json!({ "role": "operator", "workspaces": ["alpha"] })).await;
-    let operator = api.token(json!({ "role": "operator" })).await;
+    let alpha = api.secret(json!({ "role": "operator", "workspaces": ["alpha"] })).await;
+    let operator = api.secret(json!({ "role": "operator" })).await;
     // Fan-out: the tasks it carries are checked as if submitted one by one, at any depth.
     let search_beta =
         json!({ "kind": "search", "payload": { "query": "secret", "workspace": "beta" } });
@@ -458,7 +421,7 @@ async fn workspaces_never_expose_the_data_dir_or_system_trees() {
         .await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(api.finished(&v["task"]["id"]).await["state"], "succeeded");
-    let viewer = api.token(json!({ "role": "viewer" })).await;
+    let viewer = api.secret(json!({ "role": "viewer" })).await;
     let (status, v) = api.get(&viewer, "/api/v1/search?q=handler&workspace=app").await;
     assert_eq!(status, 200);
     assert!(v.to_string().contains("app.py"), "{v}");
@@ -555,8 +518,8 @@ async fn replies_reach_the_credential_that_asked_not_every_token_with_its_label(
     let dir = tempfile::tempdir().unwrap();
     let api = Api::start(config(dir.path(), 0)).await;
     // Two operators with the same default label.
-    let first = api.token(json!({ "role": "operator" })).await;
-    let second = api.token(json!({ "role": "operator" })).await;
+    let first = api.secret(json!({ "role": "operator" })).await;
+    let second = api.secret(json!({ "role": "operator" })).await;
     let (s, v) = api
         .post(&api.admin, "/api/v1/agents", json!({ "name": "answerer", "capabilities": ["noop"] }))
         .await;

@@ -11,7 +11,7 @@ mod security;
 use std::path::Path;
 use std::time::Duration;
 
-use dreamos_node::{Config, Overrides};
+use dreamos_node::{Config, Node, Overrides};
 
 /// A configuration for a node in `dir` on a free loopback port.
 pub fn config(dir: &Path, agents: usize) -> Config {
@@ -61,4 +61,62 @@ pub async fn http_call(
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A node started for a test, with an HTTP client, its URL and its admin token.
+pub struct Api {
+    pub node: Node,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub admin: String,
+}
+
+impl Api {
+    pub async fn start(cfg: Config) -> Self {
+        let node = Node::start(cfg).await.unwrap();
+        let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
+        let base = format!("http://{}", node.addr);
+        Self { node, http: reqwest::Client::new(), base, admin }
+    }
+
+    pub async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        http_call(&self.http, &self.base, token, method, path, body).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        self.call(token, "GET", path, None).await
+    }
+
+    pub async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.call(token, "POST", path, Some(body)).await
+    }
+
+    /// A token issued by `by`; answers (id, token).
+    pub async fn token_by(&self, by: &str, body: serde_json::Value) -> (String, String) {
+        let (status, v) = self.post(by, "/api/v1/tokens", body).await;
+        assert_eq!(status, 201, "{v}");
+        (v["id"].as_str().unwrap().into(), v["token"].as_str().unwrap().into())
+    }
+
+    /// A token issued by the admin; answers (id, token).
+    pub async fn token(&self, body: serde_json::Value) -> (String, String) {
+        self.token_by(&self.admin, body).await
+    }
+
+    /// The audit log's entries, oldest first.
+    pub async fn audit(&self) -> Vec<serde_json::Value> {
+        let (_, v) = self.get(&self.admin, "/api/v1/audit?limit=1000").await;
+        v["entries"].as_array().unwrap().clone()
+    }
 }

@@ -5,57 +5,12 @@ use std::time::Duration;
 use dreamos_node::Node;
 use serde_json::{Value, json};
 
-use crate::{config, eventually};
-
-struct Api {
-    node: Node,
-    http: reqwest::Client,
-    base: String,
-    admin: String,
-}
-
-impl Api {
-    async fn start(dir: &std::path::Path) -> Self {
-        let node = Node::start(config(dir, 1)).await.unwrap();
-        let admin = std::fs::read_to_string(&node.admin_token_path).unwrap().trim().to_string();
-        let base = format!("http://{}", node.addr);
-        Self { node, http: reqwest::Client::new(), base, admin }
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        crate::http_call(&self.http, &self.base, token, method, path, body).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        self.call(token, "GET", path, None).await
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        self.call(token, "POST", path, Some(body)).await
-    }
-
-    async fn token(&self, body: Value) -> (String, String) {
-        let (status, v) = self.post(&self.admin, "/api/v1/tokens", body).await;
-        assert_eq!(status, 201, "{v}");
-        (v["id"].as_str().unwrap().into(), v["token"].as_str().unwrap().into())
-    }
-
-    async fn audit(&self) -> Vec<Value> {
-        let (_, v) = self.get(&self.admin, "/api/v1/audit?limit=1000").await;
-        v["entries"].as_array().unwrap().clone()
-    }
-}
+use crate::{Api, config, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_expire_and_are_revoked_and_every_step_is_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path()).await;
+    let api = Api::start(config(dir.path(), 1)).await;
     let (viewer_id, viewer) = api.token(json!({ "role": "viewer", "label": "dash" })).await;
     assert_eq!(api.get(&viewer, "/api/v1/status").await.0, 200);
     // A viewer may not submit: denied, and the denial is audited.
@@ -123,7 +78,7 @@ async fn wait_task(api: &Api, id: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_scoped_to_a_workspace_sees_nothing_of_the_others() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path()).await;
+    let api = Api::start(config(dir.path(), 1)).await;
     let trees = tempfile::tempdir().unwrap();
     for (name, body) in [
         ("alpha", "def shared_secret_alpha():\n    pass\n"),
@@ -269,7 +224,7 @@ async fn read_until(resp: &mut reqwest::Response, want: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_delivers_changes_and_hides_other_workspaces() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path()).await;
+    let api = Api::start(config(dir.path(), 1)).await;
     let (_, scoped) = api.token(json!({ "role": "viewer", "workspaces": ["alpha"] })).await;
     let open = |token: String| {
         let req = api.http.get(format!("{}/api/v1/events", api.base)).bearer_auth(token);
