@@ -21,10 +21,10 @@ use utoipa_axum::routes;
 use crate::api::{AppState, Caller};
 use crate::auth::{self, Role};
 use crate::error::ApiError;
+use crate::messages::{BroadcastTo, InboxQuery, MessageBody, inbox, send};
 use crate::orchestrator::holder_of;
 use crate::protocol::{
-    BroadcastTo, InboxQuery, MAX_CLAIM_WAIT_MS, MessageBody, agent_op, agent_record, all_agents,
-    inbox, record, running_tasks, send, unexpected,
+    MAX_CLAIM_WAIT_MS, agent_op, agent_record, all_agents, record, running_tasks, unexpected,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {

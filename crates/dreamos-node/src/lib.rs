@@ -27,6 +27,7 @@ mod error;
 mod events;
 pub mod exec;
 pub mod limits;
+mod messages;
 pub mod metrics;
 mod node;
 pub mod openapi;

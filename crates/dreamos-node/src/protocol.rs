@@ -12,14 +12,14 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dreamos_core::{Completion, ErrorCode, Outcome, Progress, Task, TaskError, TaskId};
 use dreamos_store::{
-    AgentAnswer, AgentOp, AgentRecord, AgentState, Audience, Capability, ClaimRequest, Heartbeat,
-    Message, NewMessage, Waiter, claim_capabilities,
+    AgentAnswer, AgentOp, AgentRecord, AgentState, Capability, ClaimRequest, Heartbeat, Waiter,
+    claim_capabilities,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -38,9 +38,9 @@ pub const PROTOCOL_VERSION: i64 = 1;
 /// Largest message body, serialized.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Messages live this long unless the sender says otherwise.
-const DEFAULT_TTL_MS: i64 = 24 * 3600 * 1000;
+pub(crate) const DEFAULT_TTL_MS: i64 = 24 * 3600 * 1000;
 /// A delivered message not acknowledged within this time is delivered again.
-const REDELIVER_MS: i64 = 30_000;
+pub(crate) const REDELIVER_MS: i64 = 30_000;
 /// Longest long-poll.
 pub(crate) const MAX_CLAIM_WAIT_MS: u64 = 60_000;
 
@@ -55,8 +55,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(fail))
         .routes(routes!(reports))
         .routes(routes!(children))
-        .routes(routes!(agent_send, agent_inbox))
-        .routes(routes!(agent_ack))
+        .routes(routes!(crate::messages::agent_send, crate::messages::agent_inbox))
+        .routes(routes!(crate::messages::agent_ack))
         .routes(routes!(deregister))
         .merge(crate::agent_routes::routes())
 }
@@ -64,15 +64,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 // ---------------------------------------------------------------------------------------------
 // Schemas
 
-struct Schemas {
+pub(crate) struct Schemas {
     register: jsonschema::Validator,
     heartbeat: jsonschema::Validator,
     claim: jsonschema::Validator,
     progress: jsonschema::Validator,
     complete: jsonschema::Validator,
     fail: jsonschema::Validator,
-    message: jsonschema::Validator,
-    ack: jsonschema::Validator,
+    pub(crate) message: jsonschema::Validator,
+    pub(crate) ack: jsonschema::Validator,
     reports: jsonschema::Validator,
     children: jsonschema::Validator,
     deregister: jsonschema::Validator,
@@ -100,7 +100,7 @@ fn compile(name: &str) -> jsonschema::Validator {
     jsonschema::validator_for(&schema).expect("protocol schemas compile")
 }
 
-static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
+pub(crate) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     register: compile("register"),
     heartbeat: compile("heartbeat"),
     claim: compile("claim"),
@@ -115,7 +115,7 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
 });
 
 /// Parses a body that must follow `schema`.
-fn checked<T: DeserializeOwned>(
+pub(crate) fn checked<T: DeserializeOwned>(
     schema: &jsonschema::Validator,
     what: &str,
     body: Result<Json<Value>, JsonRejection>,
@@ -143,7 +143,7 @@ fn checked<T: DeserializeOwned>(
 // Agent identity
 
 /// The agent behind an agent credential.
-fn agent_id(caller: &Caller) -> Result<String, ApiError> {
+pub(crate) fn agent_id(caller: &Caller) -> Result<String, ApiError> {
     if caller.0.role != Role::Agent {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -626,148 +626,6 @@ async fn children(
         .agent_children(&caller.0, &granted, parent, body.fence, &holder_of(&id), body.tasks)
         .await?;
     Ok((StatusCode::CREATED, Json(json!({ "children": ids }))).into_response())
-}
-
-#[derive(Deserialize)]
-pub(crate) struct BroadcastTo {
-    pub(crate) capability: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct MessageBody {
-    pub(crate) to: Option<String>,
-    pub(crate) broadcast: Option<BroadcastTo>,
-    pub(crate) body: Value,
-    pub(crate) correlation_id: Option<String>,
-    pub(crate) reply_to: Option<i64>,
-    pub(crate) ttl_ms: Option<i64>,
-}
-
-pub(crate) async fn send(
-    state: &AppState,
-    sender: String,
-    m: MessageBody,
-) -> Result<Response, ApiError> {
-    let size = serde_json::to_vec(&m.body).map(|b| b.len()).unwrap_or(usize::MAX);
-    if size > MAX_MESSAGE_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("message body is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"),
-        ));
-    }
-    let to = match (m.to, m.broadcast) {
-        (Some(to), None) => Audience::Direct(to),
-        (None, Some(b)) => Audience::Broadcast { capability: b.capability },
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::ProtocolViolation,
-                "a message has exactly one of `to` and `broadcast`",
-            ));
-        }
-    };
-    let new = NewMessage {
-        sender,
-        to,
-        correlation_id: m.correlation_id,
-        reply_to: m.reply_to,
-        body: m.body,
-        ttl_ms: m.ttl_ms.unwrap_or(DEFAULT_TTL_MS),
-    };
-    match agent_op(state, AgentOp::Send(new)).await? {
-        AgentAnswer::Sent(ids) => {
-            Ok((StatusCode::CREATED, Json(json!({ "ids": ids }))).into_response())
-        }
-        other => Err(unexpected(other)),
-    }
-}
-
-#[utoipa::path(
-    post,
-    path = "/agent/v1/messages",
-    tag = "agent protocol",
-    summary = "Sends a message to an agent, or broadcasts it.",
-    request_body = ref("#/components/schemas/protocol.message"),
-    responses(
-        (status = 201, description = "the message ids", body = Object),
-        (status = 404, description = "no such recipient", body = crate::error::ErrorBody),
-    ),
-)]
-async fn agent_send(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let id = agent_id(&caller)?;
-    let body: MessageBody = checked(&SCHEMAS.message, "message", body)?;
-    send(&state, id, body).await
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct InboxQuery {
-    pub(crate) max: Option<usize>,
-}
-
-pub(crate) async fn inbox(
-    state: &AppState,
-    recipient: String,
-    max: usize,
-) -> Result<Vec<Message>, ApiError> {
-    let op = AgentOp::Inbox { recipient, max: max.clamp(1, 1_000), redeliver_ms: REDELIVER_MS };
-    match agent_op(state, op).await? {
-        AgentAnswer::Messages(m) => Ok(m),
-        other => Err(unexpected(other)),
-    }
-}
-
-#[utoipa::path(
-    get,
-    path = "/agent/v1/messages",
-    tag = "agent protocol",
-    summary = "The calling agent's unacknowledged messages.",
-    params(InboxQuery),
-    responses(
-        (status = 200, description = "messages", body = Object),
-    ),
-)]
-async fn agent_inbox(
-    State(state): State<AppState>,
-    caller: Caller,
-    query: Result<Query<InboxQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let id = agent_id(&caller)?;
-    let Query(q) = query?;
-    let messages = inbox(&state, id, q.max.unwrap_or(100)).await?;
-    Ok(Json(json!({ "messages": messages })).into_response())
-}
-
-#[derive(Deserialize)]
-struct AckBody {
-    ids: Vec<i64>,
-}
-
-#[utoipa::path(
-    post,
-    path = "/agent/v1/messages/ack",
-    tag = "agent protocol",
-    summary = "Acknowledges messages so they are not delivered again.",
-    request_body = ref("#/components/schemas/protocol.ack"),
-    responses(
-        (status = 200, description = "how many were acknowledged", body = Object),
-    ),
-)]
-async fn agent_ack(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let id = agent_id(&caller)?;
-    let body: AckBody = checked(&SCHEMAS.ack, "ack", body)?;
-    match agent_op(&state, AgentOp::Ack { recipient: id, ids: body.ids }).await? {
-        AgentAnswer::Count(n) => Ok(Json(json!({ "acknowledged": n })).into_response()),
-        other => Err(unexpected(other)),
-    }
 }
 
 #[derive(Deserialize)]
