@@ -74,9 +74,9 @@ pub struct RunArgs {
     /// KEY=VALUE (repeatable).
     #[arg(long = "label")]
     labels: Vec<String>,
-    /// Tasks to run at once.
-    #[arg(long, default_value_t = 4)]
-    slots: u32,
+    /// Tasks to run at once (default: the slots the agent was created with).
+    #[arg(long)]
+    slots: Option<u32>,
 }
 
 fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
@@ -331,19 +331,22 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
     let config = Arc::new(config);
     let mut signals = Box::pin(crate::wait_for_signal());
     loop {
-        let registration = json!({
+        let mut registration = json!({
             "protocol": dreamos_node::protocol::PROTOCOL_VERSION,
             "capabilities": capabilities,
             "labels": labels,
-            "slots": args.slots,
         });
+        if let Some(slots) = args.slots {
+            registration["slots"] = json!(slots);
+        }
         let reg = client.post("/agent/v1/register", &registration).await?;
+        let slots = reg["agent"]["slots"].as_u64().map_or(1, |s| s.max(1) as u32);
         let heartbeat_ms = reg["heartbeat_ms"].as_u64().unwrap_or(5_000).max(10);
         let name = reg["agent"]["name"].as_str().unwrap_or_default().to_string();
         eprintln!(
             "agent {name} ({}) registered: {} slots, heartbeat every {heartbeat_ms} ms",
             reg["agent"]["id"].as_str().unwrap_or_default(),
-            args.slots
+            slots
         );
         let (mode, mode_rx) = watch::channel(Mode::Work);
         let (reports, report_rx) = mpsc::unbounded_channel();
@@ -357,7 +360,7 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
         });
         let beat = tokio::spawn(heartbeat_loop(session.clone(), heartbeat_ms, name.clone()));
         let reporter = tokio::spawn(report_loop(session.clone(), report_rx));
-        let claimer = claim_loop(session.clone(), args.slots as usize, mode_rx.clone());
+        let claimer = claim_loop(session.clone(), slots as usize, mode_rx.clone());
         let interrupted = tokio::select! {
             _ = claimer => false,
             _ = &mut signals => true,

@@ -63,8 +63,8 @@ pub enum Submitter<'a> {
     /// admin-only kinds need an admin.
     User(&'a Principal),
     /// An agent spawning children of a task it holds: it may spawn only the kinds its
-    /// credential was granted (`granted`: its capability names), whatever the parent's
-    /// submitter could do.
+    /// credential was granted (`granted`: its capability names; none listed, an open grant:
+    /// every kind but the admin-only ones), whatever the parent's submitter could do.
     Agent { agent: &'a Principal, granted: &'a [String] },
 }
 
@@ -105,7 +105,11 @@ fn may_submit_at(
             if agent.role != Role::Agent {
                 return Err(ServiceError::forbidden("spawn child tasks (agents only)"));
             }
-            if !granted.iter().any(|g| g == kind) {
+            // An open grant (none listed) is no explicit grant of an admin-only kind.
+            let admin_only = kinds.get(kind).is_some_and(|k| k.admin_only);
+            let allowed =
+                if granted.is_empty() { !admin_only } else { granted.iter().any(|g| g == kind) };
+            if !allowed {
                 return Err(ServiceError::new(
                     ErrorCode::Forbidden,
                     format!(

@@ -231,19 +231,30 @@ fn two_nodes_on_one_postgres_have_one_leader_and_fail_over() {
 }
 
 /// An agent stopped as a service manager stops it (SIGTERM) leaves cleanly: `stopped` at once,
-/// never `lost`, so no lost-agent alert is raised.
+/// never `lost`, so no lost-agent alert is raised. It runs with the slots it was created with.
 #[test]
 fn an_agent_stopped_with_sigterm_deregisters() {
     let dir = tempfile::tempdir().unwrap();
     let node = UpProcess::start(dir.path(), 0);
     let (_, token) = create(&node, "tidy");
-    let mut agent = run_agent(&node, &token);
+    // No --slots: the agent runs with the slots it was created with (1), not a default.
+    let mut agent = Command::new(BIN)
+        .args(["--data-dir"])
+        .arg(&node.data_dir)
+        .args(["--server", &node.url, "--token", &token, "agent", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let state = |node: &UpProcess| -> String {
         let v: Value =
             serde_json::from_str(&ok(node.cli(&["--json", "agent", "show", "tidy"]))).unwrap();
         v["state"].as_str().unwrap_or_default().to_string()
     };
     assert!(wait_until(Duration::from_secs(20), || state(&node) == "idle"), "never registered");
+    let shown: Value =
+        serde_json::from_str(&ok(node.cli(&["--json", "agent", "show", "tidy"]))).unwrap();
+    assert_eq!(shown["slots"], 1, "{shown}");
     let sent = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status().unwrap();
     assert!(sent.success());
     assert!(
