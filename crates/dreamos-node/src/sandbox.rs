@@ -85,10 +85,20 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         self.kill_all();
-        if let Some(cgroup) = &self.cgroup {
-            // Empty once its processes are reaped; a cgroup that cannot be removed yet is
-            // left behind (empty and harmless).
-            let _ = std::fs::remove_dir(cgroup);
+        if let Some(cgroup) = self.cgroup.take() {
+            // A cgroup can be removed once its killed processes are reaped, which may take a
+            // moment: a short-lived thread keeps trying, so none is left behind.
+            if std::fs::remove_dir(&cgroup).is_err() {
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        if std::fs::remove_dir(&cgroup).is_ok() || !cgroup.exists() {
+                            return;
+                        }
+                    }
+                    tracing::warn!(cgroup = %cgroup.display(), "an exec run's cgroup could not be removed");
+                });
+            }
         }
         if let Some(dir) = &self.scratch {
             let _ = std::fs::remove_dir_all(dir);
