@@ -50,6 +50,14 @@ impl Node {
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
         // Before anything else touches the data dir: one node per data dir.
         let lock = lock_data_dir(&config.data_dir)?;
+        if config.agents > 0
+            && !config.exec_programs.is_empty()
+            && !crate::sandbox::process_cap_available()
+        {
+            tracing::warn!(
+                "exec_max_processes cannot be enforced here (no pids cgroup can be created): exec programs may start any number of processes"
+            );
+        }
         let node_id = node_id(&config.data_dir)?;
         let key_path =
             config.audit_key_file.clone().unwrap_or_else(|| config.data_dir.join("audit.key"));

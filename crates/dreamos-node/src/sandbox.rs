@@ -130,6 +130,29 @@ fn confined_cwd(roots: &[PathBuf], dir: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Whether this node can cap the processes of `exec` runs (it may create pids cgroups).
+/// Also removes the cgroups of runs whose node process is gone (a node that exited while a
+/// killed run's processes were still being reaped).
+pub fn process_cap_available() -> bool {
+    if let Some(base) = pids_base()
+        && let Ok(entries) = std::fs::read_dir(&base)
+    {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name.strip_prefix("dreamos-exec-").and_then(|r| r.split('-').next());
+            if let Some(pid) = owner
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+    match pids_cgroup(1) {
+        Some(dir) => std::fs::remove_dir(dir).is_ok(),
+        None => false,
+    }
+}
+
 /// Makes a pids cgroup for one run, limited to `max` processes; `None` where the node cannot
 /// (no pids controller, or no right to create a cgroup).
 fn pids_cgroup(max: u64) -> Option<PathBuf> {
