@@ -136,12 +136,13 @@ async fn agent_loop(ctx: AgentContext, holder: String) {
         lease_ms: ctx.config.lease_ms,
     };
     let waiter = Waiter { agent_id: None, claim: request, slots: 1 };
-    let mut stop = ctx.stop_claiming.clone();
+    let stop = ctx.stop_claiming.clone();
     while !*stop.borrow() {
-        let tasks = tokio::select! {
-            tasks = ctx.orchestrator.claim(waiter.clone(), CLAIM_WAIT) => tasks,
-            _ = stop.changed() => continue,
-        };
+        // Not raced against the stop: a claim that has just been served holds work already
+        // committed to this agent, and dropping it would strand that work until its lease
+        // lapsed. A claim waits at most CLAIM_WAIT, and what it brings still runs within the
+        // grace period.
+        let tasks = ctx.orchestrator.claim(waiter.clone(), CLAIM_WAIT).await;
         for task in tasks {
             run_one(&ctx, &holder, task).await;
         }
