@@ -209,9 +209,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
 
 /// The audit chain's key, kept outside the store: `DATA_DIR/audit.key` (mode 0600) unless
 /// `audit_key_file` names another (nodes sharing a store must share the file). Made on first
-/// start; `None` in the second place unless it was just made, in which case the caller must
+/// start: the second value is the new secret, in which case the caller must
 /// [`record_legacy_head`] once the store is open.
-pub fn load_or_make_key(path: &std::path::Path) -> anyhow::Result<(dreamos_store::AuditKey, bool)> {
+pub fn load_or_make_key(
+    path: &std::path::Path,
+) -> anyhow::Result<(dreamos_store::AuditKey, Option<Vec<u8>>)> {
     use anyhow::Context;
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -233,14 +235,14 @@ pub fn load_or_make_key(path: &std::path::Path) -> anyhow::Result<(dreamos_store
             if secret.len() < 32 {
                 anyhow::bail!("{}: the audit key must have at least 256 bits", path.display());
             }
-            Ok((dreamos_store::AuditKey::new(&secret, legacy), false))
+            Ok((dreamos_store::AuditKey::new(&secret, legacy), None))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
             write_key(path, &secret, i64::MAX)
                 .with_context(|| format!("cannot write the audit key {}", path.display()))?;
-            Ok((dreamos_store::AuditKey::new(&secret, i64::MAX), true))
+            Ok((dreamos_store::AuditKey::new(&secret, i64::MAX), Some(secret.to_vec())))
         }
         Err(e) => Err(anyhow::anyhow!("cannot read the audit key {}: {e}", path.display())),
     }
@@ -251,6 +253,7 @@ pub fn load_or_make_key(path: &std::path::Path) -> anyhow::Result<(dreamos_store
 pub async fn record_legacy_head(
     path: &std::path::Path,
     key: &dreamos_store::AuditKey,
+    secret: &[u8],
     store: &std::sync::Arc<dyn dreamos_store::Store>,
 ) -> anyhow::Result<()> {
     let head = store
@@ -259,13 +262,7 @@ pub async fn record_legacy_head(
         .last()
         .map_or(0, |r| r.id);
     key.set_legacy_until(head);
-    let text = std::fs::read_to_string(path)?;
-    let secret = text
-        .lines()
-        .find_map(|l| l.strip_prefix("secret "))
-        .and_then(|v| hex::decode(v.trim()).ok())
-        .ok_or_else(|| anyhow::anyhow!("{} lost its secret", path.display()))?;
-    write_key(path, &secret, head)?;
+    write_key(path, secret, head)?;
     Ok(())
 }
 

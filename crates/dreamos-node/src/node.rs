@@ -75,8 +75,8 @@ impl Node {
             .with_context(|| {
             format!("cannot open the store {}", crate::config::redact_url(&config.store))
         })?;
-        if new_key {
-            crate::audit::record_legacy_head(&key_path, &audit_key, &store).await?;
+        if let Some(secret) = new_key {
+            crate::audit::record_legacy_head(&key_path, &audit_key, &secret, &store).await?;
         }
 
         // The previous run of this node may have died holding tasks: they go back through the

@@ -20,10 +20,6 @@ impl Tasks {
         Self { queue }
     }
 
-    pub fn queue(&self) -> &Queue {
-        &self.queue
-    }
-
     /// Checks a submission as `who` without storing it (role, kinds, scopes, the tasks a
     /// `fanout` carries).
     pub fn authorize(
