@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -285,11 +285,23 @@ struct Session {
     mode: watch::Sender<Mode>,
     reports: mpsc::UnboundedSender<Value>,
     config: Arc<Config>,
+    /// How long a lease lasts past the last heartbeat a node answered.
+    lease: Duration,
+    /// When a node last answered a heartbeat (or the registration).
+    contact: Mutex<Instant>,
 }
 
 impl Session {
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn contact(&self) -> Instant {
+        *self.contact.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn touch(&self) {
+        *self.contact.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 }
 
@@ -339,9 +351,10 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
         if let Some(slots) = args.slots {
             registration["slots"] = json!(slots);
         }
-        let reg = client.post("/agent/v1/register", &registration).await?;
+        let reg = register(&client, &registration).await?;
         let slots = reg["agent"]["slots"].as_u64().map_or(1, |s| s.max(1) as u32);
         let heartbeat_ms = reg["heartbeat_ms"].as_u64().unwrap_or(5_000).max(10);
+        let lease_ms = reg["lease_ms"].as_u64().unwrap_or(30_000).max(heartbeat_ms);
         let name = reg["agent"]["name"].as_str().unwrap_or_default().to_string();
         eprintln!(
             "agent {name} ({}) registered: {} slots, heartbeat every {heartbeat_ms} ms",
@@ -357,6 +370,8 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
             mode,
             reports,
             config: config.clone(),
+            lease: Duration::from_millis(lease_ms),
+            contact: Mutex::new(Instant::now()),
         });
         let beat = tokio::spawn(heartbeat_loop(session.clone(), heartbeat_ms, name.clone()));
         let reporter = tokio::spawn(report_loop(session.clone(), report_rx));
@@ -400,6 +415,26 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
     }
 }
 
+/// Registers, trying again with backoff while no node can be reached or none is ready (an
+/// agent may start before its node, or register again while the node restarts).
+async fn register(client: &Client, registration: &Value) -> Result<Value> {
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    let mut said = false;
+    loop {
+        match client.post("/agent/v1/register", registration).await {
+            Ok(v) => return Ok(v),
+            Err(e) if crate::client::transient(&e) => {
+                if !said {
+                    eprintln!("cannot register yet: {e:#}; trying again");
+                    said = true;
+                }
+                backoff.wait().await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 async fn claim_loop(s: Arc<Session>, slots: usize, mut mode: watch::Receiver<Mode>) {
     loop {
         let current = *mode.borrow();
@@ -425,6 +460,14 @@ async fn claim_loop(s: Arc<Session>, slots: usize, mut mode: watch::Receiver<Mod
             _ = mode.changed() => continue,
         };
         let tasks = match answer {
+            Ok(v) if v["node"] == "stopping" => {
+                // It takes no new work; the heartbeat turns to another node, if there is one.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = mode.changed() => {}
+                }
+                continue;
+            }
             Ok(v) => v["tasks"].as_array().cloned().unwrap_or_default(),
             Err(e) => {
                 eprintln!("claim failed: {e:#}; retrying");
@@ -476,9 +519,32 @@ async fn claim_loop(s: Arc<Session>, slots: usize, mut mode: watch::Receiver<Mod
     }
 }
 
-/// Sends finished attempts in batches: whatever is waiting goes in one message.
+/// Waits between tries of a request that failed for a reason that may pass: 200 ms, doubling
+/// up to `max`.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self { next: Duration::from_millis(200).min(max), max }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+}
+
+/// Sends finished attempts in batches: whatever is waiting goes in one message. A batch that
+/// cannot be delivered (the node is restarting, or behind a balancer that has not noticed it
+/// is gone) is sent again with backoff for as long as its leases may still hold: the running
+/// tasks stay in the heartbeat, which keeps extending them whenever a node answers, and the
+/// fences make a repeated report harmless.
 async fn report_loop(s: Arc<Session>, mut rx: mpsc::UnboundedReceiver<Value>) {
     let client = s.client.clone();
+    let lease = s.lease;
     let weak = Arc::downgrade(&s);
     drop(s);
     while let Some(first) = rx.recv().await {
@@ -489,19 +555,33 @@ async fn report_loop(s: Arc<Session>, mut rx: mpsc::UnboundedReceiver<Value>) {
                 Err(_) => break,
             }
         }
-        match client.post("/agent/v1/reports", &json!({ "reports": batch })).await {
-            Ok(v) => {
-                for r in v["results"].as_array().into_iter().flatten() {
-                    if let Some(code) = r["code"].as_str() {
-                        eprintln!(
-                            "report on task {} refused: {code}: {}",
-                            r["task_id"], r["message"]
-                        );
+        let body = json!({ "reports": batch });
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        loop {
+            match client.post("/agent/v1/reports", &body).await {
+                Ok(v) => {
+                    for r in v["results"].as_array().into_iter().flatten() {
+                        if let Some(code) = r["code"].as_str() {
+                            eprintln!(
+                                "report on task {} refused: {code}: {}",
+                                r["task_id"], r["message"]
+                            );
+                        }
                     }
+                    break;
                 }
-            }
-            Err(e) => {
-                eprintln!("reports failed: {e:#}; their leases will lapse and the tasks be retried")
+                Err(e) => {
+                    let holds = weak.upgrade().is_some_and(|s| s.contact().elapsed() < lease);
+                    if crate::client::transient(&e) && holds {
+                        eprintln!("reports failed: {e:#}; sending them again");
+                        backoff.wait().await;
+                        continue;
+                    }
+                    eprintln!(
+                        "reports failed: {e:#}; their leases will lapse and the tasks be retried"
+                    );
+                    break;
+                }
             }
         }
         if let Some(s) = weak.upgrade() {
@@ -518,19 +598,45 @@ async fn report_loop(s: Arc<Session>, mut rx: mpsc::UnboundedReceiver<Value>) {
     }
 }
 
+/// Heartbeats every `every_ms`. One that fails is tried again sooner, with backoff, so a node
+/// back from a restart hears from the agent (and extends its leases) at once; a node that says
+/// it is stopping is left for the next `--server`, if there is one.
 async fn heartbeat_loop(s: Arc<Session>, every_ms: u64, name: String) {
+    let every = Duration::from_millis(every_ms);
+    let mut backoff = Backoff::new(every);
+    let mut failing = false;
+    let mut pause = every;
     loop {
-        tokio::time::sleep(Duration::from_millis(every_ms)).await;
+        tokio::time::sleep(pause).await;
         let running: Vec<Value> =
             s.running().iter().map(|(id, r)| json!({ "task_id": id, "fence": r.fence })).collect();
         let answer =
             match s.client.post("/agent/v1/heartbeat", &json!({ "running": running })).await {
                 Ok(a) => a,
                 Err(e) => {
-                    eprintln!("heartbeat failed: {e:#}");
+                    if !failing {
+                        eprintln!("heartbeat failed: {e:#}; trying again");
+                        failing = true;
+                    }
+                    pause = backoff.next;
+                    backoff.next = (backoff.next * 2).min(backoff.max);
                     continue;
                 }
             };
+        if failing {
+            eprintln!("heartbeat answered again by {}", s.client.base());
+            failing = false;
+        }
+        backoff = Backoff::new(every);
+        pause = every;
+        s.touch();
+        if answer["node"] == "stopping" {
+            let leaving = s.client.base().to_string();
+            if s.client.next_node() {
+                eprintln!("{leaving} is stopping; going on with {}", s.client.base());
+                pause = Duration::ZERO;
+            }
+        }
         for id in answer["cancel"].as_array().into_iter().flatten().filter_map(Value::as_i64) {
             if let Some(r) = s.running().get(&id) {
                 let _ = r.cancel.send(true);

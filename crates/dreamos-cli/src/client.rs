@@ -1,20 +1,29 @@
-//! The HTTP client the CLI uses to talk to a node.
+//! The HTTP client the CLI uses to talk to a node, or to the first of several that answers.
 
-use anyhow::{Context, Result, anyhow, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// A client of one or more nodes of a cluster. Requests go to the node that answered last; a
+/// node that cannot be connected to (the request never left) is passed over for the next.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    bases: Arc<Vec<String>>,
+    active: Arc<AtomicUsize>,
     token: String,
 }
 
 impl Client {
-    /// A client of the node at `base`; `ca_pem` is a certificate to trust besides the usual
-    /// roots (a private CA, or a self-signed node).
-    pub fn new(base: &str, token: String, ca_pem: Option<&[u8]>) -> Result<Self> {
+    /// A client of the nodes at `bases` (at least one); `ca_pem` is a certificate to trust
+    /// besides the usual roots (a private CA, or a self-signed node).
+    pub fn new(bases: &[String], token: String, ca_pem: Option<&[u8]>) -> Result<Self> {
+        if bases.is_empty() {
+            bail!("no node URL");
+        }
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120));
         if let Some(pem) = ca_pem {
             let cert = reqwest::Certificate::from_pem(pem)
@@ -22,28 +31,58 @@ impl Client {
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().context("cannot build the HTTP client")?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_string(), token })
+        let bases = bases.iter().map(|b| b.trim_end_matches('/').to_string()).collect();
+        Ok(Self { http, bases: Arc::new(bases), active: Arc::new(AtomicUsize::new(0)), token })
+    }
+
+    /// The node requests go to now.
+    pub fn base(&self) -> &str {
+        &self.bases[self.active.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Turns to the next node (one that said it is stopping is left for another), if there is
+    /// another; whether it did.
+    pub fn next_node(&self) -> bool {
+        if self.bases.len() < 2 {
+            return false;
+        }
+        self.active.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| {
-            let chain = format!("{e:?}");
-            if chain.contains("Certificate") || chain.contains("certificate") {
-                anyhow!(
-                    "cannot verify the TLS certificate of {}: pass --ca-cert FILE (or set DREAMOS_CA_CERT) to trust it",
-                    self.base
-                )
-            } else if chain.contains("Connect") {
-                anyhow!("cannot reach the node at {}: is `dreamos up` running?", self.base)
-            } else {
-                anyhow!("request to {url} failed: {e}")
+        let first = self.active.load(Ordering::Relaxed);
+        let mut unreachable = Vec::new();
+        for i in 0..self.bases.len() {
+            let at = (first + i) % self.bases.len();
+            let base = &self.bases[at];
+            let url = format!("{base}{path}");
+            let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+            if let Some(body) = body {
+                request = request.json(body);
             }
-        })?;
+            match request.send().await {
+                Ok(response) => {
+                    if i > 0 {
+                        self.active.store(at, Ordering::Relaxed);
+                    }
+                    return self.answer(response).await;
+                }
+                // Not connected: the request never reached that node, so another may take
+                // it, whatever it is.
+                Err(e) if e.is_connect() && !certificate_problem(&e) => {
+                    unreachable.push(base.as_str())
+                }
+                Err(e) if certificate_problem(&e) => bail!(
+                    "cannot verify the TLS certificate of {base}: pass --ca-cert FILE (or set DREAMOS_CA_CERT) to trust it"
+                ),
+                Err(e) => bail!("request to {url} failed: {e}"),
+            }
+        }
+        bail!("cannot reach the node at {}: is `dreamos up` running?", unreachable.join(" or "))
+    }
+
+    async fn answer(&self, response: reqwest::Response) -> Result<Value> {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
@@ -51,15 +90,10 @@ impl Client {
                 .with_context(|| format!("the node answered with invalid JSON: {text}"));
         }
         let detail: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let code = detail["code"].as_str().unwrap_or("http_error");
+        let code = detail["code"].as_str().unwrap_or("http_error").to_string();
         let message =
             detail["message"].as_str().map(str::to_string).unwrap_or_else(|| text.clone());
-        if status == StatusCode::UNAUTHORIZED {
-            bail!(
-                "{message} ({code}): pass --token, set DREAMOS_TOKEN, or check DATA_DIR/admin.token"
-            );
-        }
-        bail!("{message} ({code}, HTTP {})", status.as_u16())
+        Err(Refused { status, code, message }.into())
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -69,4 +103,42 @@ impl Client {
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.call(Method::POST, path, Some(body)).await
     }
+}
+
+/// A node's answer that is not a success.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (message, code) = (&self.message, &self.code);
+        if self.status == StatusCode::UNAUTHORIZED {
+            write!(
+                f,
+                "{message} ({code}): pass --token, set DREAMOS_TOKEN, or check DATA_DIR/admin.token"
+            )
+        } else {
+            write!(f, "{message} ({code}, HTTP {})", self.status.as_u16())
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Whether a failed request may succeed if sent again: the node could not be reached or
+/// answered, or it was unavailable or overloaded (5xx, 429), rather than refusing the request.
+pub fn transient(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<Refused>() {
+        Some(r) => r.status.is_server_error() || r.status == StatusCode::TOO_MANY_REQUESTS,
+        None => true,
+    }
+}
+
+fn certificate_problem(e: &reqwest::Error) -> bool {
+    let chain = format!("{e:?}");
+    chain.contains("Certificate") || chain.contains("certificate")
 }

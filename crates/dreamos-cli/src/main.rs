@@ -34,9 +34,11 @@ struct Cli {
     /// Configuration file (default: DATA_DIR/dreamos.toml if present).
     #[arg(long, global = true, env = "DREAMOS_CONFIG")]
     config: Option<PathBuf>,
-    /// Node to talk to (default: the configured listen address).
-    #[arg(long, global = true, env = "DREAMOS_URL")]
-    server: Option<String>,
+    /// Node to talk to (default: the node running on the data dir, as its node.json says,
+    /// else the configured listen address). Repeat it, or separate URLs with commas, to name
+    /// several nodes of a cluster: requests go to the first that can be reached.
+    #[arg(long, global = true, env = "DREAMOS_URL", value_delimiter = ',')]
+    server: Vec<String>,
     /// A PEM certificate (a CA or the node's own) to trust for https:// nodes, besides the
     /// usual roots.
     #[arg(long, global = true, env = "DREAMOS_CA_CERT")]
@@ -330,17 +332,18 @@ async fn wait_for_signal() {
 }
 
 fn client(cli: &Cli) -> Result<Client> {
-    let base = match &cli.server {
-        Some(s) => s.clone(),
-        None => {
-            let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
-            let mut addr = config.listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
-            format!("{scheme}://{addr}")
+    let bases = if !cli.server.is_empty() {
+        cli.server.clone()
+    } else if let Some(url) = dreamos_node::running_node_url(&cli.data_dir) {
+        vec![url]
+    } else {
+        let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
+        let mut addr = config.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        vec![format!("{scheme}://{addr}")]
     };
     let token = match &cli.token {
         Some(t) => t.clone(),
@@ -353,7 +356,7 @@ fn client(cli: &Cli) -> Result<Client> {
         ),
         None => None,
     };
-    Client::new(&base, token, ca.as_deref())
+    Client::new(&bases, token, ca.as_deref())
 }
 
 fn read_token(data_dir: &Path) -> Result<String> {

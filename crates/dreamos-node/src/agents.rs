@@ -169,31 +169,48 @@ async fn run_one(ctx: &AgentContext, holder: &str, task: Task) {
         beat_every = beat_every.min(PROGRESS_EVERY);
     }
     let mut hard_stop = ctx.hard_stop.clone();
+    // A cancellation anywhere in the cluster makes every runner heartbeat at once, which is
+    // how it learns whether its own task was the one cancelled.
+    let mut cancels = store.signals().subscribe_cancels();
+    let mut cancels_open = true;
     let outcome = loop {
-        tokio::select! {
+        let beat_now = tokio::select! {
             // `None`: the attempt was handed off (fan-out); there is nothing to report.
             outcome = &mut work => break outcome,
-            _ = tokio::time::sleep(beat_every) => {
-                let latest = progress.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let beat = Heartbeat { task_id: task.id, fence: lease.fence, lease_ms: ctx.config.lease_ms, progress: latest, holder: None };
-                match store.heartbeat(vec![beat]).await.map(|mut a| a.remove(0)) {
-                    Ok(Ok(answer)) => {
-                        if answer.cancel_requested {
-                            let _ = cancel_tx.send(true);
-                        }
-                    }
-                    Ok(Err(StoreError::StaleLease { .. } | StoreError::NotFound(_))) => {
-                        tracing::warn!(agent = %holder, task = %task.id, "lease lost; abandoning the attempt");
-                        break None;
-                    }
-                    Ok(Err(e)) | Err(e) => tracing::warn!(agent = %holder, error = %e, "heartbeat failed"),
-                }
+            _ = tokio::time::sleep(beat_every) => true,
+            changed = cancels.changed(), if cancels_open => {
+                cancels_open = changed.is_ok();
+                cancels_open
             }
             changed = hard_stop.changed() => {
                 if changed.is_err() || *hard_stop.borrow() {
                     break Some(Outcome::Released);
                 }
+                false
             }
+        };
+        if !beat_now {
+            continue;
+        }
+        let latest = progress.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let beat = Heartbeat {
+            task_id: task.id,
+            fence: lease.fence,
+            lease_ms: ctx.config.lease_ms,
+            progress: latest,
+            holder: None,
+        };
+        match store.heartbeat(vec![beat]).await.map(|mut a| a.remove(0)) {
+            Ok(Ok(answer)) => {
+                if answer.cancel_requested {
+                    let _ = cancel_tx.send(true);
+                }
+            }
+            Ok(Err(StoreError::StaleLease { .. } | StoreError::NotFound(_))) => {
+                tracing::warn!(agent = %holder, task = %task.id, "lease lost; abandoning the attempt");
+                break None;
+            }
+            Ok(Err(e)) | Err(e) => tracing::warn!(agent = %holder, error = %e, "heartbeat failed"),
         }
     };
     // Dropping `work` here kills a program still running (kill on drop).

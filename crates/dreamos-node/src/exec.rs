@@ -13,7 +13,6 @@ use dreamos_core::{Outcome, TaskError};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
@@ -119,31 +118,11 @@ pub async fn run(
         program.into(),
     ];
     argv.extend(payload.args.iter().map(Into::into));
-    // With a cgroup, a fixed shell line waits until the node has moved it into the cgroup,
-    // then becomes the program: nothing the program starts can escape the process cap.
-    let gate =
-        run.cgroup_procs().and_then(|procs| Some((procs, crate::config::find_program("sh")?)));
-    let mut command = match &gate {
-        Some((_, sh)) => {
-            let mut c = Command::new(sh);
-            c.arg("-c").arg("read -r _ && exec \"$@\" </dev/null").arg("dreamos-exec").args(&argv);
-            c.stdin(Stdio::piped());
-            c
-        }
-        None => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c.stdin(Stdio::null());
-            c
-        }
-    };
+    let mut command = run.command(&argv);
     command
         .env_clear()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group: a terminal's Ctrl-C to the node does not reach it, and the
-        // whole group is killed when the run ends.
-        .process_group(0)
         .current_dir(&run.cwd)
         .kill_on_drop(true);
     // The node's own PATH (never the payload's) and the node's values of the allowed names;
@@ -158,34 +137,12 @@ pub async fn run(
         }
     }
     command.envs(&payload.env);
-    let mut child = match command.spawn() {
+    let mut child = match run.start(&mut command).await {
         Ok(c) => c,
         Err(e) => {
             return fail("spawn_failed", format!("cannot start `{}`: {e}", payload.program), false);
         }
     };
-    run.started(child.id());
-    if let Some((procs, _)) = &gate {
-        let moved = match child.id() {
-            Some(pid) => std::fs::write(procs, pid.to_string()).map_err(|e| e.to_string()),
-            None => Err("the process is gone".into()),
-        };
-        let opened = match (moved, child.stdin.take()) {
-            (Ok(()), Some(mut stdin)) => {
-                use tokio::io::AsyncWriteExt;
-                stdin.write_all(b"go\n").await.map_err(|e| e.to_string())
-            }
-            (Ok(()), None) => Err("no stdin".into()),
-            (Err(e), _) => Err(e),
-        };
-        if let Err(e) = opened {
-            return fail(
-                "spawn_failed",
-                format!("cannot confine `{}`: {e}", payload.program),
-                false,
-            );
-        }
-    }
     let total = Arc::new(AtomicUsize::new(0));
     let over = Arc::new(AtomicBool::new(false));
     let over_cap = Arc::new(Notify::new());

@@ -41,4 +41,4 @@ pub mod workspaces;
 
 pub use config::{Config, Overrides};
 pub use error::{ApiError, status_of};
-pub use node::Node;
+pub use node::{NODE_FILE, Node, running_node_url};

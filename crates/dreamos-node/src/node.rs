@@ -193,6 +193,8 @@ impl Node {
             }
             None => tokio::spawn(crate::serve::serve(listener, app, limits, http_stop_rx)),
         };
+        let scheme = if tls_on { "https" } else { "http" };
+        let node_file = write_node_file(&config.data_dir, scheme, addr, &node_id)?;
         let grace = Duration::from_millis(config.grace_ms);
         let task_store = store.clone();
         let mut stop_wait = stop_rx;
@@ -212,12 +214,13 @@ impl Node {
             futures_join(orchestration).await;
             workspaces.stop_watching();
             task_store.close().await;
+            let _ = std::fs::remove_file(&node_file);
             tracing::info!("stopped");
             Ok(())
         });
         Ok(Node {
             addr,
-            scheme: if tls_on { "https" } else { "http" },
+            scheme,
             node_id,
             admin_token_path,
             admin_token_created,
@@ -245,6 +248,51 @@ fn futures_join(
             let _ = h.await;
         }
     })
+}
+
+/// Writes `DATA_DIR/node.json`: where this node listens (a wildcard address as the loopback
+/// one), whether it uses TLS, and its process id, so that clients on this machine find it
+/// whatever `--listen` said. Removed when the node stops; a file left by a node that died
+/// names a process that is gone.
+fn write_node_file(
+    data_dir: &Path,
+    scheme: &str,
+    mut addr: SocketAddr,
+    node_id: &str,
+) -> Result<PathBuf> {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let info = serde_json::json!({
+        "url": format!("{scheme}://{addr}"),
+        "tls": scheme == "https",
+        "pid": std::process::id(),
+        "node_id": node_id,
+    });
+    let path = data_dir.join(NODE_FILE);
+    let tmp = data_dir.join(format!("{NODE_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{info:#}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The file in the data dir that says where the running node listens.
+pub const NODE_FILE: &str = "node.json";
+
+/// The URL of the node running on `data_dir`, from its `node.json`, if that node's process
+/// is still alive.
+pub fn running_node_url(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(NODE_FILE)).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pid = info["pid"].as_u64()?;
+    if !Path::new("/proc").join(pid.to_string()).exists() {
+        return None;
+    }
+    info["url"].as_str().map(str::to_string)
 }
 
 /// Takes the data dir's exclusive lock (`DATA_DIR/lock`, an advisory `flock` the kernel drops

@@ -342,6 +342,7 @@ async fn heartbeat(
         "heartbeat_ms": agent.heartbeat_ms,
         "cancel": cancel,
         "lost": lost,
+        "node": node_state(&state),
     }))
     .into_response())
 }
@@ -351,6 +352,12 @@ struct ClaimBody {
     max: usize,
     wait_ms: Option<u64>,
     lease_ms: Option<i64>,
+}
+
+/// `stopping` once the node has begun a graceful stop (it finishes what runs and takes no new
+/// work), else `running`.
+fn node_state(state: &AppState) -> &'static str {
+    if *state.draining.borrow() { "stopping" } else { "running" }
 }
 
 pub fn task_for_agent(t: &Task) -> Value {
@@ -390,6 +397,11 @@ async fn claim(
             ErrorCode::InvalidTransition,
             "register before claiming work (POST /agent/v1/register)",
         ));
+    }
+    if *state.draining.borrow() {
+        // A stopping node gives no new work: the agent hears so at once, and goes on with
+        // another node or waits for this one to come back.
+        return Ok(Json(json!({ "tasks": [], "node": "stopping" })).into_response());
     }
     let waiter = Waiter {
         agent_id: Some(id.clone()),

@@ -7,10 +7,14 @@
 //! [`Run`] owns all three; dropping it (at the end of the run, on timeout, cancel, hard stop
 //! or a lost lease) kills every process of the run and removes what it made.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::process::{Child, Command};
 
 use crate::config::Config;
 
@@ -18,11 +22,16 @@ use crate::config::Config;
 pub struct Run {
     /// The process group (the first process's pid), once started.
     pgid: Option<i32>,
+    /// Whether the program waits for the go-ahead of [`Run::start`].
+    gated: bool,
     cgroup: Option<PathBuf>,
     /// A directory made for this run, removed with it.
     scratch: Option<PathBuf>,
     pub cwd: PathBuf,
 }
+
+/// How many times a run's process is started when a signal ends it before its program runs.
+const START_TRIES: usize = 5;
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
@@ -45,18 +54,80 @@ impl Run {
             }
         };
         let cgroup = pids_cgroup(config.exec_max_processes);
-        Ok(Self { pgid: None, cgroup, scratch, cwd })
+        Ok(Self { pgid: None, gated: false, cgroup, scratch, cwd })
     }
 
-    /// The cgroup's `cgroup.procs`, if the run has one: the started process must be moved
-    /// there before it runs the program.
-    pub fn cgroup_procs(&self) -> Option<PathBuf> {
-        self.cgroup.as_ref().map(|c| c.join("cgroup.procs"))
+    /// The command that runs `argv` in this run, in its own process group. Where `sh` is
+    /// found, a fixed shell line first waits for [`Run::start`]'s go-ahead and then becomes
+    /// the program, so the program runs only once the process is out of the node's group
+    /// and inside the run's cgroup (nothing it starts can escape the process cap).
+    pub fn command(&mut self, argv: &[OsString]) -> Command {
+        let sh = crate::config::find_program("sh");
+        self.gated = sh.is_some();
+        let mut command = match sh {
+            Some(sh) => {
+                let mut c = Command::new(sh);
+                c.arg("-c").arg("read -r _ && exec \"$@\" </dev/null").arg("dreamos-exec");
+                c.args(argv).stdin(Stdio::piped());
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]).stdin(Stdio::null());
+                c
+            }
+        };
+        // Its own process group: a terminal's Ctrl-C to the node does not reach it, and the
+        // whole group is killed when the run ends.
+        command.process_group(0);
+        command
     }
 
-    /// Records the started process, the leader of the run's process group.
-    pub fn started(&mut self, pid: Option<u32>) {
-        self.pgid = pid.and_then(|p| i32::try_from(p).ok());
+    /// Starts `command` (made by [`Run::command`]): moves it into the run's cgroup, then
+    /// lets it run the program.
+    ///
+    /// A signal sent to the node's whole process group (a terminal's Ctrl-C) in the instant
+    /// between the start of the process and its move to a group of its own is still
+    /// delivered to it, and ends it before it runs anything. The program has not run then,
+    /// so it is simply started again.
+    pub async fn start(&mut self, command: &mut Command) -> Result<Child, String> {
+        for _ in 0..START_TRIES {
+            let mut child = command.spawn().map_err(|e| e.to_string())?;
+            self.pgid = child.id().and_then(|p| i32::try_from(p).ok());
+            if !self.gated {
+                return Ok(child);
+            }
+            match self.release(&mut child).await {
+                Ok(()) => return Ok(child),
+                Err(e) => {
+                    let gone = tokio::time::timeout(Duration::from_millis(500), child.wait())
+                        .await
+                        .is_ok();
+                    if !gone {
+                        self.kill_all();
+                        return Err(format!("cannot confine it: {e}"));
+                    }
+                    // It started nothing, and its pid (the group's id) is free again.
+                    self.pgid = None;
+                    tracing::debug!(
+                        "an exec run ended before its program started; starting it again"
+                    );
+                }
+            }
+        }
+        Err(format!("it was ended by a signal before it could run, {START_TRIES} times"))
+    }
+
+    /// Moves the gated process into the run's cgroup and lets it run the program.
+    async fn release(&self, child: &mut Child) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let pid = child.id().ok_or("the process is gone")?;
+        if let Some(cgroup) = &self.cgroup {
+            std::fs::write(cgroup.join("cgroup.procs"), pid.to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(b"go\n").await.map_err(|e| e.to_string())
     }
 
     /// Kills every process of the run: its process group, and everything in its cgroup

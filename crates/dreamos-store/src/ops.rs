@@ -90,6 +90,12 @@ pub enum Response {
     Feed(crate::feed::Feed),
 }
 
+/// Whether `request`, answered `response`, asked a running task to stop (its runner is told
+/// through [`crate::Signals::cancel_requested`]).
+pub fn stops_running_task(request: &Request, response: &Response) -> bool {
+    matches!((request, response), (Request::Cancel { .. }, Response::State(TaskState::Running)))
+}
+
 impl Response {
     /// Whether claimable work may have appeared: `None` if not, `Some(Some(n))` when exactly
     /// `n` tasks became claimable, `Some(None)` when it is not known how many.

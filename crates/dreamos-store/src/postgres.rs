@@ -59,6 +59,9 @@ impl PgStore {
     }
 }
 
+/// The payload of a notification that a running task was asked to stop (others wake claimers).
+const CANCEL: &str = "cancel";
+
 /// Forwards notifications from other nodes (and this one) to the local signals. If the
 /// connection drops, waiters fall back to their polling interval until it is back.
 async fn listen(pool: PgPool, channel: String, signals: Arc<Signals>) {
@@ -76,8 +79,12 @@ async fn listen(pool: PgPool, channel: String, signals: Arc<Signals>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        while listener.recv().await.is_ok() {
-            signals.bump(None);
+        while let Ok(notification) = listener.recv().await {
+            if notification.payload() == CANCEL {
+                signals.cancel_requested();
+            } else {
+                signals.bump(None);
+            }
         }
     }
 }
@@ -114,11 +121,13 @@ impl Store for PgStore {
             let outcome = match answer {
                 Ok(response) => {
                     let wake = response.new_work();
-                    if wake.is_some() {
+                    let cancels = crate::ops::stops_running_task(&request, &response);
+                    if wake.is_some() || cancels {
                         // NOTIFY is delivered at commit, and coalesced by PostgreSQL within
                         // one transaction.
-                        sqlx::query("SELECT pg_notify($1, '')")
+                        sqlx::query("SELECT pg_notify($1, $2)")
                             .bind(&self.channel)
+                            .bind(if cancels { CANCEL } else { "" })
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -126,6 +135,9 @@ impl Store for PgStore {
                         Ok(()) => {
                             if let Some(new_work) = wake {
                                 self.signals.bump(new_work);
+                            }
+                            if cancels {
+                                self.signals.cancel_requested();
                             }
                             return Ok(response);
                         }

@@ -6,6 +6,8 @@
 //! - `work` wakes idle claimers, one per task made claimable, so a submission of one task does
 //!   not wake every idle agent (64 idle claimers each racing for one task cost more than the
 //!   task). Claimers enable their `Notified` before they look, so no wake-up falls between.
+//! - `cancels` is a counter bumped after a commit that asked a running task to stop, so that
+//!   whoever runs tasks looks at once rather than at its next heartbeat.
 
 use tokio::sync::{Notify, watch};
 
@@ -13,11 +15,12 @@ use tokio::sync::{Notify, watch};
 pub struct Signals {
     changed: watch::Sender<u64>,
     work: Notify,
+    cancels: watch::Sender<u64>,
 }
 
 impl Default for Signals {
     fn default() -> Self {
-        Self { changed: watch::Sender::new(0), work: Notify::new() }
+        Self { changed: watch::Sender::new(0), work: Notify::new(), cancels: watch::Sender::new(0) }
     }
 }
 
@@ -38,6 +41,17 @@ impl Signals {
     /// A receiver that resolves `changed()` after the next bump.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Called after a commit that asked a running task to stop.
+    pub fn cancel_requested(&self) {
+        self.cancels.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that resolves `changed()` after the next cancellation of a running task
+    /// (on any node of the cluster).
+    pub fn subscribe_cancels(&self) -> watch::Receiver<u64> {
+        self.cancels.subscribe()
     }
 
     /// What idle claimers wait on (see the module documentation).

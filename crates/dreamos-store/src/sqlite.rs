@@ -134,8 +134,10 @@ fn run_writer(
         };
         let answers = commit_group(&mut conn, &ctx, &batch);
         let mut wake: Option<Option<usize>> = None;
-        for ((_, reply), answer) in batch.drain(..).zip(answers) {
+        let mut cancels = false;
+        for ((request, reply), answer) in batch.drain(..).zip(answers) {
             if let Ok(response) = &answer {
+                cancels |= crate::ops::stops_running_task(&request, response);
                 wake = match (wake, response.new_work()) {
                     (w, None) => w,
                     (None, n) => n,
@@ -147,6 +149,9 @@ fn run_writer(
         }
         if let Some(new_work) = wake {
             signals.bump(new_work);
+        }
+        if cancels {
+            signals.cancel_requested();
         }
     }
     drop(conn);

@@ -228,6 +228,39 @@ async fn a_running_task_is_cancelled_through_its_heartbeat() {
     node.shutdown().await.unwrap();
 }
 
+/// A cancellation reaches a running local task at once, not at its next heartbeat: with a
+/// ten-minute lease the next heartbeat is 200 s away, past the wait below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_reaches_a_running_local_task_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 2);
+    cfg.lease_ms = 600_000;
+    let node = Node::start(cfg).await.unwrap();
+    let store = node.store.clone();
+    let long = || NewTask::new("noop", json!({ "sleep_ms": 600_000 }));
+    let ids: Vec<TaskId> =
+        store.submit(vec![long(), long()]).await.unwrap().iter().map(|t| t.id).collect();
+    for id in &ids {
+        assert!(
+            eventually(Duration::from_secs(10), || state_is(&store, *id, TaskState::Running)).await
+        );
+    }
+    store.cancel(ids[0], "test").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || state_is(&store, ids[0], TaskState::Cancelled))
+            .await,
+        "the cancellation waited for a heartbeat"
+    );
+    // Only the cancelled task stops.
+    assert!(state_is(&store, ids[1], TaskState::Running).await);
+    store.cancel(ids[1], "test").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || state_is(&store, ids[1], TaskState::Cancelled))
+            .await
+    );
+    node.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_is_created_once_and_private() {
     use std::os::unix::fs::PermissionsExt;
