@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 
 use crate::{BIN, UpProcess};
 
-fn ok(out: std::process::Output) -> String {
+pub(crate) fn ok(out: std::process::Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// (id, token) of a new agent.
-fn create(node: &UpProcess, name: &str) -> (String, String) {
+pub(crate) fn create(node: &UpProcess, name: &str) -> (String, String) {
     let v: Value = serde_json::from_str(&ok(node.cli(&[
         "--json",
         "agent",
@@ -29,7 +29,7 @@ fn create(node: &UpProcess, name: &str) -> (String, String) {
     (v["id"].as_str().unwrap().into(), v["token"].as_str().unwrap().into())
 }
 
-fn run_agent(node: &UpProcess, token: &str) -> Child {
+pub(crate) fn run_agent(node: &UpProcess, token: &str) -> Child {
     Command::new(BIN)
         .args(["--data-dir"])
         .arg(&node.data_dir)
@@ -51,11 +51,11 @@ fn run_agent(node: &UpProcess, token: &str) -> Child {
         .unwrap()
 }
 
-fn task(node: &UpProcess, id: i64) -> Value {
+pub(crate) fn task(node: &UpProcess, id: i64) -> Value {
     serde_json::from_str(&ok(node.cli(&["--json", "task", "show", &id.to_string()]))).unwrap()
 }
 
-fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check() {
@@ -149,12 +149,12 @@ fn a_killed_agent_s_task_is_rerun_elsewhere_and_its_stale_report_refused() {
     node.terminate();
 }
 
-fn pg_url() -> String {
+pub(crate) fn pg_url() -> String {
     std::env::var("DREAMOS_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-fn pg_reachable() -> bool {
+pub(crate) fn pg_reachable() -> bool {
     let ok = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5432".parse().unwrap(),
         Duration::from_secs(2),

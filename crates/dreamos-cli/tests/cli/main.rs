@@ -4,6 +4,7 @@ mod agents;
 mod code;
 mod crash;
 mod discord;
+mod restart;
 mod signals;
 mod usage;
 
@@ -28,16 +29,27 @@ impl UpProcess {
 
     /// Starts a node with extra `DREAMOS_*` settings in its environment.
     pub fn start_with_env(data_dir: &Path, agents: usize, env: &[(&str, &str)]) -> Self {
-        Self::spawn(data_dir, agents, env, false)
+        Self::spawn(data_dir, agents, env, false, "127.0.0.1:0")
+    }
+
+    /// Starts a node listening on `listen` (a node restarted where its agents expect it).
+    pub fn start_on(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, 0, env, false, listen)
     }
 
     /// Starts a node leading a process group of its own, as a shell starts a foreground job:
     /// a terminal's Ctrl-C goes to the whole group.
     pub fn start_in_group(data_dir: &Path, agents: usize, env: &[(&str, &str)]) -> Self {
-        Self::spawn(data_dir, agents, env, true)
+        Self::spawn(data_dir, agents, env, true, "127.0.0.1:0")
     }
 
-    fn spawn(data_dir: &Path, agents: usize, env: &[(&str, &str)], group: bool) -> Self {
+    fn spawn(
+        data_dir: &Path,
+        agents: usize,
+        env: &[(&str, &str)],
+        group: bool,
+        listen: &str,
+    ) -> Self {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(BIN);
         if group {
@@ -46,7 +58,7 @@ impl UpProcess {
         let mut child = command
             .args(["--data-dir"])
             .arg(data_dir)
-            .args(["up", "--listen", "127.0.0.1:0", "--agents", &agents.to_string()])
+            .args(["up", "--listen", listen, "--agents", &agents.to_string()])
             .env("DREAMOS_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
