@@ -46,6 +46,9 @@ pub enum AgentCommand {
     Stop { agent: String },
     /// Restart the agent (it finishes its running work and registers again).
     Restart { agent: String },
+    /// Delete an agent that is not connected (starting, stopped or lost) and revoke its
+    /// credential (unscoped admin).
+    Delete { agent: String },
     /// Send a message to an agent and show its reply.
     Message {
         agent: String,
@@ -216,6 +219,20 @@ pub async fn command(client: Client, command: &AgentCommand, as_json: bool) -> R
                 );
             }
         }
+        AgentCommand::Delete { agent } => {
+            let a = client
+                .call(reqwest::Method::DELETE, &format!("/api/v1/agents/{agent}"), None)
+                .await?;
+            if as_json {
+                print(&a);
+            } else {
+                println!(
+                    "agent {} ({}) deleted; its credential is revoked",
+                    a["name"].as_str().unwrap_or_default(),
+                    a["id"].as_str().unwrap_or_default()
+                );
+            }
+        }
         AgentCommand::Message { agent, text, wait } => {
             let wait = humantime::parse_duration(wait)
                 .with_context(|| format!("--wait `{wait}` is not a duration like 10s"))?;
@@ -314,14 +331,20 @@ pub async fn run_remote(client: Client, args: &RunArgs, config: Config) -> Resul
         // grant is open).
         let me = client.get("/agent/v1/me").await?;
         let granted: Vec<Value> = me["capabilities"].as_array().cloned().unwrap_or_default();
-        let mut caps: Vec<Value> = if granted.is_empty() {
-            RUNS.iter().map(|c| json!({ "name": c })).collect()
+        let (mut caps, dropped): (Vec<Value>, Vec<Value>) = if granted.is_empty() {
+            (RUNS.iter().map(|c| json!({ "name": c })).collect(), Vec::new())
         } else {
             granted
                 .into_iter()
-                .filter(|c| RUNS.contains(&c["name"].as_str().unwrap_or_default()))
-                .collect()
+                .partition(|c| RUNS.contains(&c["name"].as_str().unwrap_or_default()))
         };
+        if !dropped.is_empty() && !caps.is_empty() {
+            eprintln!(
+                "warning: not declaring {}: granted to this agent, but `dreamos agent run` cannot run them (it runs {}); declare them with --capability if a program of yours serves them",
+                caps_text(&json!(dropped)),
+                RUNS.join(", ")
+            );
+        }
         if caps.is_empty() {
             bail!(
                 "this agent was granted none of the capabilities `dreamos agent run` can serve ({}); declare custom ones with --capability",

@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_agent, list_agents))
         .routes(routes!(operator_broadcast))
-        .routes(routes!(show_agent))
+        .routes(routes!(show_agent, delete_agent))
         .routes(routes!(control_agent))
         .routes(routes!(operator_inbox))
 }
@@ -215,6 +215,35 @@ async fn show_agent(
     view["running"] = json!(running);
     view["history"] = json!(history);
     Ok(Json(view).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agents/{id}",
+    tag = "agents",
+    summary = "Deletes an agent with no session (starting, stopped or lost) and no running task, and revokes its credential.",
+    params(("id" = String, Path, description = "the agent's id or name")),
+    responses(
+        (status = 200, description = "the agent as it was", body = Object),
+        (status = 403, description = "not an unscoped admin", body = crate::error::ErrorBody),
+        (status = 404, description = "no such agent", body = crate::error::ErrorBody),
+        (status = 409, description = "the agent is connected or holds running tasks", body = crate::error::ErrorBody),
+    ),
+)]
+async fn delete_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Admin, "delete agents")?;
+    dreamos_service::policy::may_delete_agent(who)?;
+    let agent = resolve(&state, &key).await?;
+    let gone = agent_record(&state, AgentOp::Delete { id: agent.id.clone() }).await?;
+    // Its credential is revoked: no cached authentication of it may outlive that.
+    if let Some(token) = &gone.token_id {
+        state.tokens.forget(token);
+    }
+    Ok(Json(agent_view(&gone)).into_response())
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]

@@ -180,6 +180,19 @@ pub fn sees_token(who: &Principal, scope: Option<&[String]>) -> bool {
     who.role.allows(Role::Admin) && Principal::scope_within(scope, who.workspaces.as_deref())
 }
 
+/// May `who` delete an agent? Agents serve every workspace, and deleting one revokes its
+/// credential, so only an unscoped admin.
+pub fn may_delete_agent(who: &Principal) -> Result<(), ServiceError> {
+    require(who, Role::Admin, "delete agents")?;
+    if who.workspaces.is_some() {
+        return Err(ServiceError::new(
+            ErrorCode::Forbidden,
+            "agents serve every workspace: a token limited to some workspaces cannot delete one",
+        ));
+    }
+    Ok(())
+}
+
 /// May `who` read the audit log? It spans every workspace, so only an unscoped admin.
 pub fn may_read_audit(who: &Principal) -> Result<(), ServiceError> {
     require(who, Role::Admin, "read the audit log")?;

@@ -214,6 +214,12 @@ pub enum AgentOp {
         control: Control,
         actor: String,
     },
+    /// Deletes an agent that has no session (`starting`, `stopped` or `lost`) and holds no
+    /// running task: its record, its history and its unread messages go, and its credential
+    /// is revoked. Answers the record as it was.
+    Delete {
+        id: String,
+    },
     /// Marks `lost` every live agent silent for `missed` heartbeat intervals; answers their ids.
     MarkLost {
         missed: i64,
@@ -508,6 +514,45 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, op: &AgentOp) -> Result
                 ids.push(agent.id);
             }
             AgentAnswer::Ids(ids)
+        }
+        AgentOp::Delete { id } => {
+            let agent = get(c, id).await?.ok_or_else(|| no_agent(id))?;
+            if matches!(agent.state, AgentState::Idle | AgentState::Busy | AgentState::Draining) {
+                return Err(StoreError::AgentBusy(format!(
+                    "agent `{}` is {} (connected): stop it first (dreamos agent stop {}), then delete it",
+                    agent.name,
+                    agent.state.as_str(),
+                    agent.name
+                )));
+            }
+            let holding = c
+                .fetch_all(
+                    fixed("SELECT id FROM tasks WHERE state = 'running' AND lease_holder = $1"),
+                    args![format!("agent:{id}")],
+                )
+                .await?;
+            if !holding.is_empty() {
+                return Err(StoreError::AgentBusy(format!(
+                    "agent `{}` still holds {} running tasks: let their leases lapse, or cancel them, first",
+                    agent.name,
+                    holding.len()
+                )));
+            }
+            for sql in [
+                "DELETE FROM agents WHERE id = $1",
+                "DELETE FROM agent_events WHERE agent_id = $1",
+                "DELETE FROM messages WHERE recipient = $1",
+            ] {
+                c.execute(fixed(sql), args![id.clone()]).await?;
+            }
+            if let Some(token) = &agent.token_id {
+                c.execute(
+                    fixed("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL"),
+                    args![ctx.now, token.clone()],
+                )
+                .await?;
+            }
+            AgentAnswer::Agent(agent)
         }
         AgentOp::Get { id } => AgentAnswer::Agent(get(c, id).await?.ok_or_else(|| no_agent(id))?),
         AgentOp::List => {

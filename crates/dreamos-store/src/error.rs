@@ -20,6 +20,9 @@ pub enum StoreError {
     AgentNotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An agent cannot be changed so in its state (it is connected, or holds work).
+    #[error("{0}")]
+    AgentBusy(String),
     #[error("store configuration: {0}")]
     Config(String),
     #[error("the store is shutting down")]
@@ -40,7 +43,9 @@ impl StoreError {
         match self {
             StoreError::NotFound(_) | StoreError::AgentNotFound(_) => ErrorCode::NotFound,
             StoreError::StaleLease { .. } => ErrorCode::StaleLease,
-            StoreError::InvalidTransition { .. } => ErrorCode::InvalidTransition,
+            StoreError::InvalidTransition { .. } | StoreError::AgentBusy(_) => {
+                ErrorCode::InvalidTransition
+            }
             StoreError::DependencyNotFound(_) => ErrorCode::DependencyNotFound,
             StoreError::Conflict(_) => ErrorCode::BadRequest,
             StoreError::NotHolder { .. } => ErrorCode::Forbidden,

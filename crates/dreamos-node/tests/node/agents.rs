@@ -433,3 +433,71 @@ async fn a_stopping_node_never_marks_agents_lost() {
     assert_eq!(store.get(work).await.unwrap().unwrap().state, TaskState::Succeeded);
     store.close().await;
 }
+
+/// `DELETE /api/v1/agents/{id}`: only an unscoped admin deletes, never a connected agent, and
+/// the deleted agent's credential stops working at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_deleted_only_by_an_unscoped_admin_and_only_when_not_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = crate::Api::start(remote_config(dir.path())).await;
+    let create = |name: &'static str| {
+        let api = &api;
+        async move {
+            let body = json!({ "name": name, "capabilities": ["noop"] });
+            let (status, v) = api.post(&api.admin, "/api/v1/agents", body).await;
+            assert_eq!(status, 201, "{v}");
+            (v["id"].as_str().unwrap().to_string(), v["token"].as_str().unwrap().to_string())
+        }
+    };
+    let (never_id, _) = create("never").await;
+    let (live_id, live_token) = create("live").await;
+    let (_, viewer) = api.token(json!({ "role": "viewer" })).await;
+    let (_, operator) = api.token(json!({ "role": "operator" })).await;
+    let (_, scoped) = api.token(json!({ "role": "admin", "workspaces": ["alpha"] })).await;
+    let delete = |token: String, key: String| {
+        let api = &api;
+        async move { api.call(&token, "DELETE", &format!("/api/v1/agents/{key}"), None).await }
+    };
+    for (who, token) in [
+        ("viewer", &viewer),
+        ("operator", &operator),
+        ("scoped admin", &scoped),
+        ("agent", &live_token),
+    ] {
+        let (status, v) = delete(token.clone(), never_id.clone()).await;
+        assert_eq!(status, 403, "{who}: {v}");
+    }
+    // Connected: refused until it stops.
+    let caps = [json!({ "name": "noop" })];
+    let reg = json!({ "protocol": 1, "capabilities": caps, "labels": {} });
+    assert_eq!(api.post(&live_token, "/agent/v1/register", reg).await.0, 200);
+    let (status, v) = delete(api.admin.clone(), "live".into()).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("stop it first"), "{v}");
+    // An agent that never connected goes, by name or id.
+    let (status, v) = delete(api.admin.clone(), "never".into()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["id"], never_id.as_str());
+    assert_eq!(api.get(&api.admin, &format!("/api/v1/agents/{never_id}")).await.0, 404);
+    assert_eq!(delete(api.admin.clone(), never_id.clone()).await.0, 404);
+    // Stopped while it holds a task: refused until the task is done.
+    let task = submit(&api.node.store, NewTask::new("noop", json!({}))).await;
+    let (_, claimed) =
+        api.post(&live_token, "/agent/v1/claim", json!({ "max": 1, "wait_ms": 10_000 })).await;
+    let fence = claimed["tasks"][0]["fence"].as_i64().expect("claimed");
+    let stop = format!("/api/v1/agents/{live_id}/stop");
+    assert_eq!(api.post(&api.admin, &stop, json!({})).await.0, 200);
+    let (status, v) = delete(api.admin.clone(), live_id.clone()).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("running tasks"), "{v}");
+    let done = json!({ "fence": fence, "result": {} });
+    let path = format!("/agent/v1/tasks/{}/complete", task.0);
+    assert_eq!(api.post(&live_token, &path, done).await.0, 200);
+    // Then deleted: its credential no longer works.
+    assert_eq!(delete(api.admin.clone(), live_id.clone()).await.0, 200);
+    let (status, _) = api.post(&live_token, "/agent/v1/heartbeat", json!({ "running": [] })).await;
+    assert_eq!(status, 401);
+    let (_, list) = api.get(&api.admin, "/api/v1/agents").await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 0, "{list}");
+    api.node.shutdown().await.unwrap();
+}
