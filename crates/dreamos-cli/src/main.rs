@@ -251,7 +251,21 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Up(ref args) => up(&cli, args).await,
         Command::Config(ConfigCommand::Show) => {
+            // A running node's own configuration (what it actually runs with), else what a
+            // node on this data dir would start with.
+            let running =
+                !cli.server.is_empty() || dreamos_node::running_node_url(&cli.data_dir).is_some();
+            if running {
+                let client = client(&cli)?;
+                let shown = client.get("/api/v1/config").await?;
+                eprintln!("the configuration of the node at {}", client.base());
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+                return Ok(0);
+            }
             let config = Config::load(&cli.data_dir, cli.config.as_deref(), Overrides::default())?;
+            eprintln!(
+                "no node is running on this data dir: the configuration one would start with"
+            );
             println!("{}", serde_json::to_string_pretty(&config.redacted())?);
             Ok(0)
         }

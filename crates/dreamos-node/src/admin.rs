@@ -1,4 +1,5 @@
-//! Administration routes: API tokens (`/api/v1/tokens`) and the audit log (`/api/v1/audit`).
+//! Administration routes: API tokens (`/api/v1/tokens`), the audit log (`/api/v1/audit`) and
+//! the running node's configuration (`/api/v1/config`).
 
 use std::time::Duration;
 
@@ -28,6 +29,23 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
         .routes(routes!(read_audit))
         .routes(routes!(verify_audit))
+        .routes(routes!(node_config))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/config",
+    tag = "admin",
+    summary = "The running node's effective configuration, without secrets (unscoped admins).",
+    responses(
+        (status = 200, description = "the configuration; store URLs without passwords, secrets hidden", body = Object),
+        (status = 403, description = "not an unscoped admin", body = crate::error::ErrorBody),
+    ),
+)]
+async fn node_config(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let who = caller.require(Role::Admin, "read the node's configuration")?;
+    policy::may_read_config(who)?;
+    Ok(Json(state.config.redacted()).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

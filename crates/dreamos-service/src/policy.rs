@@ -193,6 +193,19 @@ pub fn may_delete_agent(who: &Principal) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// May `who` read the node's configuration? It names every workspace root and the node's
+/// files, so only an unscoped admin (secrets are never shown to anyone).
+pub fn may_read_config(who: &Principal) -> Result<(), ServiceError> {
+    require(who, Role::Admin, "read the node's configuration")?;
+    if who.workspaces.is_some() {
+        return Err(ServiceError::new(
+            ErrorCode::Forbidden,
+            "the configuration spans every workspace: a token limited to some workspaces cannot read it",
+        ));
+    }
+    Ok(())
+}
+
 /// May `who` read the audit log? It spans every workspace, so only an unscoped admin.
 pub fn may_read_audit(who: &Principal) -> Result<(), ServiceError> {
     require(who, Role::Admin, "read the audit log")?;

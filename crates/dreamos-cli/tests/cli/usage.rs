@@ -109,3 +109,33 @@ fn config_show_layers_file_environment_and_hides_passwords() {
     assert_eq!((shown["agents"].as_u64(), shown["lease_ms"].as_i64()), (Some(3), Some(4000)));
     assert_eq!(shown["store"], "postgres://u:***@db/x");
 }
+
+/// With a node running, `config show` prints that node's configuration (what it runs with),
+/// not the client's: here a lease the node got from its own environment. Only an unscoped
+/// admin may read it.
+#[test]
+fn config_show_asks_the_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = crate::UpProcess::start_with_env(dir.path(), 0, &[("DREAMOS_LEASE_MS", "7777")]);
+    let out = std::process::Command::new(crate::BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["lease_ms"], 7777, "{shown}");
+    for args in [["--role", "viewer", "", ""], ["--role", "admin", "--workspace", "alpha"]] {
+        let mut create = vec!["--json", "token", "create"];
+        create.extend(args.iter().filter(|a| !a.is_empty()));
+        let made = node.cli(&create);
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let made: Value = serde_json::from_slice(&made.stdout).unwrap();
+        let token = made["token"].as_str().expect("a token");
+        let out = node.cli(&["--token", token, "config", "show"]);
+        assert!(!out.status.success(), "{args:?} read the configuration");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{args:?}");
+    }
+    node.terminate();
+}
