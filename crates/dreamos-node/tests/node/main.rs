@@ -6,6 +6,7 @@ mod code;
 mod discord;
 mod holes;
 mod lifecycle;
+mod readiness;
 mod security;
 
 use std::path::Path;
