@@ -302,7 +302,17 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Audit(ref command) => admin::audit(client(&cli)?, command, cli.json).await,
         Command::Workspace(ref command) => workspace(&cli, command).await,
         Command::Index(ref args) => scan::index(&cli.data_dir, args, cli.json),
+        // With --server, search asks that node (with the caller's token and scope).
+        Command::Search(ref args) if !cli.server.is_empty() => {
+            scan::search_remote(&client(&cli)?, args, cli.json).await
+        }
         Command::Search(ref args) => scan::search(&cli.data_dir, args, cli.json),
+        // The node does not serve these yet: say so rather than answer from this machine.
+        Command::Symbols(_) | Command::Metrics(_) | Command::Graph(_) if !cli.server.is_empty() => {
+            anyhow::bail!(
+                "symbols, metrics and graph read this machine's index (DATA_DIR/index); a node does not serve them over --server yet: run them where the workspace is indexed"
+            )
+        }
         Command::Symbols(ref args) => scan::symbols(&cli.data_dir, args, cli.json),
         Command::Metrics(ref args) => scan::metrics(&cli.data_dir, args, cli.json),
         Command::Graph(ref args) => scan::graph(&cli.data_dir, args, cli.json),

@@ -280,8 +280,54 @@ pub fn search(data_dir: &Path, args: &SearchArgs, json_out: bool) -> Result<i32>
     }
     more |= all.len() > args.offset + args.limit;
     let page: Vec<(String, Hit)> = all.into_iter().skip(args.offset).take(args.limit).collect();
+    print_hits(&page, spaces.len() > 1, more, args, json_out)
+}
+
+/// `dreamos search` against a node (`--server`): the node's `/api/v1/search`, with the
+/// caller's token and its workspace scope, printed as a local search prints.
+pub async fn search_remote(
+    client: &crate::client::Client,
+    args: &SearchArgs,
+    json_out: bool,
+) -> Result<i32> {
+    let mut words: Vec<String> = args.query.iter().map(|w| unmark_negation(w)).collect();
+    // Checked here as the node would, so that a mistake reads the same either way.
+    dreamos_scan::query::parse(&words.join(" "))?;
+    words.extend(args.lang.iter().map(|l| format!("lang:{l}")));
+    words.extend(args.path.iter().map(|p| format!("path:{p}")));
+    let mut url = reqwest::Url::parse("http://node/api/v1/search").expect("a fixed URL");
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("q", &words.join(" "));
+        query.append_pair("limit", &args.limit.to_string());
+        query.append_pair("offset", &args.offset.to_string());
+        if let Some(w) = &args.workspace {
+            query.append_pair("workspace", w);
+        }
+    }
+    let answer = client.get(&format!("{}?{}", url.path(), url.query().unwrap_or_default())).await?;
+    let mut page = Vec::new();
+    let mut spaces = std::collections::BTreeSet::new();
+    for hit in answer["hits"].as_array().into_iter().flatten() {
+        let ws = hit["workspace"].as_str().unwrap_or_default().to_string();
+        let parsed: Hit = serde_json::from_value(hit.clone())
+            .with_context(|| format!("the node answered a hit this client cannot read: {hit}"))?;
+        spaces.insert(ws.clone());
+        page.push((ws, parsed));
+    }
+    let more = answer["more"].as_bool().unwrap_or(false);
+    print_hits(&page, spaces.len() > 1, more, args, json_out)
+}
+
+fn print_hits(
+    page: &[(String, Hit)],
+    several: bool,
+    more: bool,
+    args: &SearchArgs,
+    json_out: bool,
+) -> Result<i32> {
     let mut out = std::io::stdout().lock();
-    for (ws, hit) in &page {
+    for (ws, hit) in page {
         if json_out {
             let snippet: Vec<String> =
                 hit.snippet.iter().map(|l| format!("{:>5} | {}", l.line, l.text)).collect();
@@ -304,7 +350,7 @@ pub fn search(data_dir: &Path, args: &SearchArgs, json_out: bool) -> Result<i32>
                 (Some(s), Some(k)) => format!("  {s} ({k})"),
                 _ => String::new(),
             };
-            let prefix = if spaces.len() > 1 { format!("{ws}:") } else { String::new() };
+            let prefix = if several { format!("{ws}:") } else { String::new() };
             writeln!(
                 out,
                 "{prefix}{}:{}:{}{what}  [{:.2}]",

@@ -1,5 +1,5 @@
 //! The local code commands as a user runs them: `index`, `search`, `symbols`, `metrics` and
-//! `graph` against a data dir, with no node running.
+//! `graph` against a data dir with no node running, and `search` against a node (`--server`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -206,4 +206,59 @@ fn a_closed_pipe_ends_output_quietly() {
         assert!(!stderr.contains("Broken pipe") && !stderr.contains("error"), "{args:?}: {stderr}");
         assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}: {:?}", out.status);
     }
+}
+
+/// `search --server` asks that node, with the caller's token and its scope, instead of this
+/// machine's data dir; symbols, metrics and graph, which a node does not serve, say so rather
+/// than answer from the local index.
+#[test]
+fn search_with_server_asks_the_node() {
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("shop");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("billing.py"), "def refund_order(order):\n    return order.total\n")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let roots = root.path().canonicalize().unwrap();
+    let node = crate::UpProcess::start_with_env(
+        dir.path(),
+        1,
+        &[("DREAMOS_WORKSPACE_ROOTS", roots.to_str().unwrap())],
+    );
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(node.cli(&["workspace", "add", "shop", src.to_str().unwrap()]));
+    ok(node.cli(&["workspace", "index", "shop", "--wait"]));
+    // Another data dir, with no index at all: only the node can answer.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = |token: &str, args: &[&str]| {
+        Command::new(crate::BIN)
+            .arg("--data-dir")
+            .arg(elsewhere.path())
+            .args(["--server", &node.url, "--token", token])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let found = ok(remote(&node.token(), &["--json", "search", "refund"]));
+    let hit: Value = serde_json::from_str(found.lines().next().expect("a hit")).unwrap();
+    assert_eq!(
+        (hit["workspace"].as_str(), hit["path"].as_str()),
+        (Some("shop"), Some("billing.py"))
+    );
+    // A token limited to another workspace finds nothing of this one.
+    let made =
+        ok(node.cli(&["--json", "token", "create", "--role", "viewer", "--workspace", "other"]));
+    let scoped: Value = serde_json::from_str(&made).unwrap();
+    let out =
+        remote(scoped["token"].as_str().unwrap(), &["search", "refund", "--workspace", "shop"]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    for command in ["symbols", "metrics", "graph"] {
+        let out = remote(&node.token(), &[command]);
+        assert!(!out.status.success(), "{command} answered from the local index");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not serve"), "{command}");
+    }
+    node.terminate();
 }
