@@ -180,42 +180,34 @@ pub fn sees_token(who: &Principal, scope: Option<&[String]>) -> bool {
     who.role.allows(Role::Admin) && Principal::scope_within(scope, who.workspaces.as_deref())
 }
 
-/// May `who` delete an agent? Agents serve every workspace, and deleting one revokes its
-/// credential, so only an unscoped admin.
-pub fn may_delete_agent(who: &Principal) -> Result<(), ServiceError> {
-    require(who, Role::Admin, "delete agents")?;
+/// Requires an admin whose token is not limited to some workspaces, for an operation that
+/// spans them all (`what`, and `why` it spans them, for the refusal).
+fn unscoped_admin(who: &Principal, what: &str, why: &str) -> Result<(), ServiceError> {
+    require(who, Role::Admin, what)?;
     if who.workspaces.is_some() {
         return Err(ServiceError::new(
             ErrorCode::Forbidden,
-            "agents serve every workspace: a token limited to some workspaces cannot delete one",
+            format!("{why}: a token limited to some workspaces cannot {what}"),
         ));
     }
     Ok(())
+}
+
+/// May `who` delete an agent? Agents serve every workspace, and deleting one revokes its
+/// credential, so only an unscoped admin.
+pub fn may_delete_agent(who: &Principal) -> Result<(), ServiceError> {
+    unscoped_admin(who, "delete agents", "agents serve every workspace")
 }
 
 /// May `who` read the node's configuration? It names every workspace root and the node's
 /// files, so only an unscoped admin (secrets are never shown to anyone).
 pub fn may_read_config(who: &Principal) -> Result<(), ServiceError> {
-    require(who, Role::Admin, "read the node's configuration")?;
-    if who.workspaces.is_some() {
-        return Err(ServiceError::new(
-            ErrorCode::Forbidden,
-            "the configuration spans every workspace: a token limited to some workspaces cannot read it",
-        ));
-    }
-    Ok(())
+    unscoped_admin(who, "read the node's configuration", "the configuration spans every workspace")
 }
 
 /// May `who` read the audit log? It spans every workspace, so only an unscoped admin.
 pub fn may_read_audit(who: &Principal) -> Result<(), ServiceError> {
-    require(who, Role::Admin, "read the audit log")?;
-    if who.workspaces.is_some() {
-        return Err(ServiceError::new(
-            ErrorCode::Forbidden,
-            "the audit log spans every workspace: a token limited to some workspaces cannot read it",
-        ));
-    }
-    Ok(())
+    unscoped_admin(who, "read the audit log", "the audit log spans every workspace")
 }
 
 /// Idempotency keys belong to their submitter: the key stored is the caller's own key inside

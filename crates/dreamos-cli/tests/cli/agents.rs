@@ -154,6 +154,22 @@ pub(crate) fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
+/// The settings of a node of a test cluster: PostgreSQL, its own schema, a short leader lease.
+pub(crate) fn cluster_env(schema: &str) -> [(&'static str, String); 3] {
+    [
+        ("DREAMOS_STORE", pg_url()),
+        ("DREAMOS_STORE_SCHEMA", schema.to_string()),
+        ("DREAMOS_LEADER_TTL_MS", "600".to_string()),
+    ]
+}
+
+/// Drops a test cluster's schema.
+pub(crate) fn drop_schema(schema: &str) {
+    let _ = Command::new("psql")
+        .args([&pg_url(), "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+        .output();
+}
+
 pub(crate) fn pg_reachable() -> bool {
     let ok = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5432".parse().unwrap(),
@@ -186,13 +202,9 @@ fn two_nodes_on_one_postgres_have_one_leader_and_fail_over() {
         return;
     }
     let schema = format!("t_leader_{}", std::process::id());
-    let env = [
-        ("DREAMOS_STORE", pg_url()),
-        ("DREAMOS_STORE_SCHEMA", schema.clone()),
-        ("DREAMOS_LEADER_TTL_MS", "600".to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = cluster_env(&schema);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let n1 = UpProcess::start_with_env(d1.path(), 0, &env);
     let n2 = UpProcess::start_with_env(d2.path(), 0, &env);
     assert!(
@@ -225,9 +237,7 @@ fn two_nodes_on_one_postgres_have_one_leader_and_fail_over() {
     follower.terminate();
     assert!(wait_until(Duration::from_secs(20), || leads(&back) == Some(true)));
     back.terminate();
-    let _ = Command::new("psql")
-        .args([&pg_url(), "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
-        .output();
+    drop_schema(&schema);
 }
 
 /// An agent stopped as a service manager stops it (SIGTERM) leaves cleanly: `stopped` at once,

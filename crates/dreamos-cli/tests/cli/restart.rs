@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::agents::{create, ok, pg_reachable, pg_url, task, wait_until};
+use crate::agents::{cluster_env, create, drop_schema, ok, pg_reachable, task, wait_until};
 use crate::{BIN, UpProcess};
 
 /// A remote agent against `servers` (comma-separated), its messages kept in `log`.
@@ -119,13 +119,9 @@ fn an_agent_with_two_servers_keeps_working_while_one_node_is_killed() {
         return;
     }
     let schema = format!("t_failover_{}", std::process::id());
-    let env = [
-        ("DREAMOS_STORE", pg_url()),
-        ("DREAMOS_STORE_SCHEMA", schema.clone()),
-        ("DREAMOS_LEADER_TTL_MS", "600".to_string()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = cluster_env(&schema);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut first = UpProcess::start_with_env(d1.path(), 0, &env);
     let second = UpProcess::start_with_env(d2.path(), 0, &env);
     let (_, token) = create(&first, "both");
@@ -152,7 +148,5 @@ fn an_agent_with_two_servers_keeps_working_while_one_node_is_killed() {
     let _ = runner.kill();
     let _ = runner.wait();
     second.terminate();
-    let _ = Command::new("psql")
-        .args([&pg_url(), "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
-        .output();
+    drop_schema(&schema);
 }
