@@ -102,6 +102,7 @@ pub struct FileConfig {
     /// A request's head must arrive within this many ms, and a connection idle between
     /// requests for this long is closed. Default 15000.
     pub header_read_timeout_ms: Option<u64>,
+    pub feed_retention_ms: Option<i64>,
     /// TLS: a PEM certificate chain; with `tls_key`, the API is served over HTTPS only.
     pub tls_cert: Option<PathBuf>,
     /// TLS: the PEM private key of `tls_cert`.
@@ -190,6 +191,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub header_read_timeout_ms: u64,
+    /// How far back the event stream replays for a reader resuming with `Last-Event-ID`.
+    pub feed_retention_ms: i64,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub kind_limits: std::collections::BTreeMap<String, usize>,
@@ -381,6 +384,7 @@ impl Config {
             max_connections: c.max_connections.unwrap_or(10_000).max(1),
             max_connections_per_address: c.max_connections_per_address.unwrap_or(1_024).max(1),
             header_read_timeout_ms: c.header_read_timeout_ms.unwrap_or(15_000).max(1),
+            feed_retention_ms: c.feed_retention_ms.unwrap_or(3_600_000).max(1),
             tls_cert: c.tls_cert,
             tls_key: c.tls_key,
             kind_limits: c.kind_limits.unwrap_or_default(),
@@ -560,6 +564,7 @@ fn apply_env(c: &mut FileConfig, get: impl Fn(&str) -> Option<String>) -> Result
     env!(max_connections, "DREAMOS_MAX_CONNECTIONS", parse);
     env!(max_connections_per_address, "DREAMOS_MAX_CONNECTIONS_PER_ADDRESS", parse);
     env!(header_read_timeout_ms, "DREAMOS_HEADER_READ_TIMEOUT_MS", parse);
+    env!(feed_retention_ms, "DREAMOS_FEED_RETENTION_MS", parse);
     env!(tls_cert, "DREAMOS_TLS_CERT", parse);
     env!(tls_key, "DREAMOS_TLS_KEY", parse);
     env!(discord_token, "DREAMOS_DISCORD_TOKEN", parse);

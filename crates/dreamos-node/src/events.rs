@@ -1,18 +1,24 @@
-//! `GET /api/v1/events`: task and agent changes as Server-Sent Events, from the moment of
-//! connecting, woken by the store's change signal (never polled faster than changes come).
+//! `GET /api/v1/events`: task and agent changes as Server-Sent Events in commit order, woken
+//! by the store's change signal (never polled faster than changes come).
 //!
-//! Each change is one event: `event: task` with `{id, task_id, kind, at_ms, event, attempt,
-//! actor, detail, workspace}` or `event: agent` with `{id, agent_id, at_ms, from, to, reason}`;
-//! the SSE `id` is `t<ID>` or `a<ID>`. A caller limited to some workspaces sees only the task
-//! changes of those workspaces (and of tasks that concern no workspace).
+//! Each change is one event: `event: task` with `{id, tx, task_id, kind, at_ms, event,
+//! attempt, actor, detail, workspace}` or `event: agent` with `{id, tx, agent_id, at_ms, from,
+//! to, reason}`. The SSE `id` is the feed position after that event (`TX.ID.TX.ID`): a client
+//! that reconnects with it as `Last-Event-ID` gets exactly what came after, if that is within
+//! `feed_retention_ms`; an older or unknown position starts with `event: reset` (what was
+//! missed is not replayed) and goes on from the present. Without `Last-Event-ID` the stream
+//! starts at the present. A caller limited to some workspaces sees only the task changes of
+//! those workspaces (and of tasks that concern no workspace).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use dreamos_store::{Feed, Store};
+use dreamos_core::ErrorCode;
+use dreamos_store::{Feed, FeedCursor, Store};
 use futures_util::stream;
 
 use crate::api::{AppState, Caller};
@@ -24,8 +30,7 @@ struct Cursor {
     who: Principal,
     changes: tokio::sync::watch::Receiver<u64>,
     closing: tokio::sync::watch::Receiver<bool>,
-    task_after: i64,
-    agent_after: i64,
+    at: FeedCursor,
     pending: std::collections::VecDeque<Event>,
 }
 
@@ -38,18 +43,21 @@ fn visible(who: &Principal, kind: &str, workspace: Option<&str>) -> bool {
 }
 
 impl Cursor {
+    /// Queues a page of the feed; each event's id is the position just after it, so a client
+    /// resuming from it gets the rest of the page again (the task events first, then the
+    /// agent events, as here).
     fn take(&mut self, feed: Feed) {
         for t in feed.tasks {
-            self.task_after = self.task_after.max(t.id);
+            self.at.tasks = dreamos_store::FeedPos { tx: t.tx, id: t.id };
             if visible(&self.who, &t.kind, t.workspace.as_deref())
-                && let Ok(e) = Event::default().event("task").id(format!("t{}", t.id)).json_data(&t)
+                && let Ok(e) = Event::default().event("task").id(self.at.to_string()).json_data(&t)
             {
                 self.pending.push_back(e);
             }
         }
         for a in feed.agents {
-            self.agent_after = self.agent_after.max(a.id);
-            if let Ok(e) = Event::default().event("agent").id(format!("a{}", a.id)).json_data(&a) {
+            self.at.agents = dreamos_store::FeedPos { tx: a.tx, id: a.id };
+            if let Ok(e) = Event::default().event("agent").id(self.at.to_string()).json_data(&a) {
                 self.pending.push_back(e);
             }
         }
@@ -61,24 +69,48 @@ impl Cursor {
     path = "/api/v1/events",
     tag = "system",
     summary = "Server-Sent Events: task and agent changes this token may see.",
+    params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event (its SSE id)")),
     responses(
         (status = 200, description = "an endless event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Last-Event-ID is not a position of this stream", body = crate::error::ErrorBody),
     ),
 )]
-pub async fn events(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let who = caller.require(Role::Viewer, "follow events")?.clone();
     let store = state.queue.store().clone();
-    let (task_after, agent_after) = store.feed_heads().await?;
-    let changes = store.signals().subscribe();
-    let cursor = Cursor {
-        store,
-        who,
-        changes,
-        closing: state.closing.clone(),
-        task_after,
-        agent_after,
-        pending: Default::default(),
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str().ok().and_then(|v| v.trim().parse::<FeedCursor>().ok()).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    "Last-Event-ID is not a position of this stream (TX.ID.TX.ID, an event's id)",
+                )
+            })?,
+        ),
     };
+    let mut pending = std::collections::VecDeque::new();
+    let at = match resume {
+        Some(at) if within_retention(&state, &store, at).await? => at,
+        resumed => {
+            if resumed.is_some() {
+                let note = serde_json::json!({
+                    "reason": "the position is older than the feed keeps (or unknown): what came between is not replayed",
+                    "retention_ms": state.config.feed_retention_ms,
+                });
+                if let Ok(e) = Event::default().event("reset").json_data(note) {
+                    pending.push_back(e);
+                }
+            }
+            store.feed_heads().await?
+        }
+    };
+    let changes = store.signals().subscribe();
+    let cursor = Cursor { store, who, changes, closing: state.closing.clone(), at, pending };
     let stream = stream::unfold(cursor, |mut c| async move {
         loop {
             if *c.closing.borrow() {
@@ -88,7 +120,7 @@ pub async fn events(State(state): State<AppState>, caller: Caller) -> Result<Res
                 return Some((Ok::<Event, Infallible>(e), c));
             }
             c.changes.borrow_and_update();
-            match c.store.feed(c.task_after, c.agent_after, 1_000).await {
+            match c.store.feed(c.at, 1_000).await {
                 Ok(feed) if !feed.tasks.is_empty() || !feed.agents.is_empty() => {
                     c.take(feed);
                     continue;
@@ -108,4 +140,18 @@ pub async fn events(State(state): State<AppState>, caller: Caller) -> Result<Res
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Whether a reader may resume at `at`: its task event is still kept and no older than
+/// `feed_retention_ms` (a position before any task event always may).
+async fn within_retention(
+    state: &AppState,
+    store: &std::sync::Arc<dyn Store>,
+    at: FeedCursor,
+) -> Result<bool, ApiError> {
+    if at.tasks.id == 0 {
+        return Ok(true);
+    }
+    let cutoff = store.clock().now_ms() - state.config.feed_retention_ms;
+    Ok(store.feed_event_at(at.tasks).await?.is_some_and(|t| t >= cutoff))
 }

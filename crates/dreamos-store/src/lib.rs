@@ -52,7 +52,7 @@ pub use audit::{
     verify_chain,
 };
 pub use error::StoreError;
-pub use feed::{AgentChange, Feed, TaskChange};
+pub use feed::{AgentChange, Feed, FeedCursor, FeedPos, TaskChange};
 pub use ops::{Request, Response};
 pub use signals::Signals;
 pub use types::{
@@ -212,17 +212,28 @@ impl dyn Store {
     }
 
     /// Task and agent events after the cursors, oldest first.
-    pub async fn feed(&self, task_after: i64, agent_after: i64, limit: usize) -> Result<Feed> {
-        match self.write(Request::Feed { task_after, agent_after, limit }).await? {
+    pub async fn feed(&self, after: FeedCursor, limit: usize) -> Result<Feed> {
+        match self.write(Request::Feed { after, limit }).await? {
             Response::Feed(f) => Ok(f),
             other => Err(StoreError::unexpected(other)),
         }
     }
 
-    /// The feed's current end: (newest task event id, newest agent event id).
-    pub async fn feed_heads(&self) -> Result<(i64, i64)> {
+    /// The feed's current end: a new reader starts there.
+    pub async fn feed_heads(&self) -> Result<FeedCursor> {
         match self.write(Request::FeedHeads).await? {
-            Response::Ids(ids) if ids.len() == 2 => Ok((ids[0], ids[1])),
+            Response::Ids(ids) if ids.len() == 4 => Ok(FeedCursor {
+                tasks: FeedPos { tx: ids[0], id: ids[1] },
+                agents: FeedPos { tx: ids[2], id: ids[3] },
+            }),
+            other => Err(StoreError::unexpected(other)),
+        }
+    }
+
+    /// When the task event at `pos` happened, if it is still kept.
+    pub async fn feed_event_at(&self, pos: FeedPos) -> Result<Option<i64>> {
+        match self.write(Request::FeedEventAt(pos)).await? {
+            Response::Ids(ids) => Ok(ids.first().copied()),
             other => Err(StoreError::unexpected(other)),
         }
     }

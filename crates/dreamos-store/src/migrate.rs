@@ -12,11 +12,13 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (1, "tasks", include_str!("../migrations/sqlite/0001_tasks.sql")),
     (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
     (3, "audit", include_str!("../migrations/sqlite/0003_audit.sql")),
+    (4, "feed order", include_str!("../migrations/sqlite/0004_feed_order.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "tasks", include_str!("../migrations/postgres/0001_tasks.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
     (3, "audit", include_str!("../migrations/postgres/0003_audit.sql")),
+    (4, "feed order", include_str!("../migrations/postgres/0004_feed_order.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -58,14 +58,15 @@ pub enum Request {
         holder: String,
         children: Vec<NewTask>,
     },
-    /// Task and agent events after the given ids, oldest first: the live event feed.
+    /// Task and agent events after a cursor, in commit order: the live event feed.
     Feed {
-        task_after: i64,
-        agent_after: i64,
+        after: crate::feed::FeedCursor,
         limit: usize,
     },
-    /// The feed's current end (the newest task and agent event ids).
+    /// The feed's current end.
     FeedHeads,
+    /// When the task event at a position happened (`Ids` with one time, or none if it is gone).
+    FeedEventAt(crate::feed::FeedPos),
     /// Appends to the hash-chained audit log ([`crate::audit`]).
     Audit(Vec<crate::audit::AuditEntry>),
     /// Reads the audit log (through the writer, so it sees every append before it).
@@ -173,12 +174,15 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
         Request::FanOut { parent, fence, holder, children } => {
             Response::Tasks(fan_out(c, ctx, *parent, *fence, holder, children).await?)
         }
-        Request::Feed { task_after, agent_after, limit } => {
-            Response::Feed(crate::feed::read(c, *task_after, *agent_after, *limit).await?)
+        Request::Feed { after, limit } => {
+            Response::Feed(crate::feed::read(c, *after, *limit).await?)
         }
         Request::FeedHeads => {
-            let (t, a) = crate::feed::heads(c).await?;
-            Response::Ids(vec![t, a])
+            let head = crate::feed::heads(c).await?;
+            Response::Ids(vec![head.tasks.tx, head.tasks.id, head.agents.tx, head.agents.id])
+        }
+        Request::FeedEventAt(pos) => {
+            Response::Ids(crate::feed::task_event_at(c, *pos).await?.into_iter().collect())
         }
         Request::Audit(entries) => Response::Ids(crate::audit::append(c, ctx, entries).await?),
         Request::AuditRead(filter) => Response::Audit(crate::audit::read(c, filter).await?),

@@ -4,6 +4,7 @@ mod agents;
 mod api;
 mod code;
 mod discord;
+mod feed;
 mod holes;
 mod lifecycle;
 mod readiness;

@@ -11,13 +11,13 @@ use tokio::sync::watch;
 
 use crate::{config, eventually};
 
-fn pg_url() -> String {
+pub(crate) fn pg_url() -> String {
     std::env::var("DREAMOS_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// Where PostgreSQL listens, or `None` (a skip outside CI, a failure in it).
-fn postgres_address() -> Option<SocketAddr> {
+pub(crate) fn postgres_address() -> Option<SocketAddr> {
     let url = reqwest::Url::parse(&pg_url()).expect("DREAMOS_TEST_PG is a URL");
     let host = url.host_str().unwrap_or("127.0.0.1").to_string();
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, url.port().unwrap_or(5432)))
