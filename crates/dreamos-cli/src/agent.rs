@@ -580,6 +580,7 @@ async fn report_loop(s: Arc<Session>, mut rx: mpsc::UnboundedReceiver<Value>) {
         }
         let body = json!({ "reports": batch });
         let mut backoff = Backoff::new(Duration::from_secs(5));
+        let first_try = Instant::now();
         loop {
             match client.post("/agent/v1/reports", &body).await {
                 Ok(v) => {
@@ -594,7 +595,11 @@ async fn report_loop(s: Arc<Session>, mut rx: mpsc::UnboundedReceiver<Value>) {
                     break;
                 }
                 Err(e) => {
-                    let holds = weak.upgrade().is_some_and(|s| s.contact().elapsed() < lease);
+                    // Leases outlive the last answered heartbeat by `lease`; and a node that
+                    // keeps answering but refuses the batch (5xx) is not tried beyond that
+                    // either, so a batch never blocks the reports after it for long.
+                    let holds = first_try.elapsed() < lease
+                        && weak.upgrade().is_some_and(|s| s.contact().elapsed() < lease);
                     if crate::client::transient(&e) && holds {
                         eprintln!("reports failed: {e:#}; sending them again");
                         backoff.wait().await;
@@ -629,6 +634,7 @@ async fn heartbeat_loop(s: Arc<Session>, every_ms: u64, name: String) {
     let mut backoff = Backoff::new(every);
     let mut failing = false;
     let mut pause = every;
+    let mut hops = 0;
     loop {
         tokio::time::sleep(pause).await;
         let running: Vec<Value> =
@@ -655,10 +661,15 @@ async fn heartbeat_loop(s: Arc<Session>, every_ms: u64, name: String) {
         s.touch();
         if answer["node"] == "stopping" {
             let leaving = s.client.base().to_string();
-            if s.client.next_node() {
+            // At once to the next node, but once around the list at most: when every node is
+            // stopping, the agent waits for them at the usual pace.
+            if hops < s.client.nodes() && s.client.next_node() {
                 eprintln!("{leaving} is stopping; going on with {}", s.client.base());
                 pause = Duration::ZERO;
+                hops += 1;
             }
+        } else {
+            hops = 0;
         }
         for id in answer["cancel"].as_array().into_iter().flatten().filter_map(Value::as_i64) {
             if let Some(r) = s.running().get(&id) {

@@ -40,6 +40,11 @@ impl Client {
         &self.bases[self.active.load(Ordering::Relaxed) % self.bases.len()]
     }
 
+    /// How many nodes this client knows.
+    pub fn nodes(&self) -> usize {
+        self.bases.len()
+    }
+
     /// Turns to the next node (one that said it is stopping is left for another), if there is
     /// another; whether it did.
     pub fn next_node(&self) -> bool {
@@ -73,9 +78,12 @@ impl Client {
                 Err(e) if e.is_connect() && !certificate_problem(&e) => {
                     unreachable.push(base.as_str())
                 }
-                Err(e) if certificate_problem(&e) => bail!(
-                    "cannot verify the TLS certificate of {base}: pass --ca-cert FILE (or set DREAMOS_CA_CERT) to trust it"
-                ),
+                Err(e) if certificate_problem(&e) => {
+                    return Err(Lasting(format!(
+                        "cannot verify the TLS certificate of {base}: pass --ca-cert FILE (or set DREAMOS_CA_CERT) to trust it"
+                    ))
+                    .into());
+                }
                 Err(e) => bail!("request to {url} failed: {e}"),
             }
         }
@@ -86,8 +94,9 @@ impl Client {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            return serde_json::from_str(&text)
-                .with_context(|| format!("the node answered with invalid JSON: {text}"));
+            return serde_json::from_str(&text).map_err(|e| {
+                Lasting(format!("the node answered with invalid JSON ({e}): {text}")).into()
+            });
         }
         let detail: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = detail["code"].as_str().unwrap_or("http_error").to_string();
@@ -129,9 +138,25 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// A failure that sending again will not cure (a certificate not trusted, an answer this
+/// client cannot read).
+#[derive(Debug)]
+pub struct Lasting(pub String);
+
+impl std::fmt::Display for Lasting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Lasting {}
+
 /// Whether a failed request may succeed if sent again: the node could not be reached or
 /// answered, or it was unavailable or overloaded (5xx, 429), rather than refusing the request.
 pub fn transient(e: &anyhow::Error) -> bool {
+    if e.downcast_ref::<Lasting>().is_some() {
+        return false;
+    }
     match e.downcast_ref::<Refused>() {
         Some(r) => r.status.is_server_error() || r.status == StatusCode::TOO_MANY_REQUESTS,
         None => true,

@@ -17,7 +17,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use dreamos_core::ErrorCode;
 use dreamos_store::{Feed, FeedCursor, Store};
 use futures_util::stream;
 
@@ -72,7 +71,6 @@ impl Cursor {
     params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event (its SSE id)")),
     responses(
         (status = 200, description = "an endless event stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Last-Event-ID is not a position of this stream", body = crate::error::ErrorBody),
     ),
 )]
 pub async fn events(
@@ -82,24 +80,19 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let who = caller.require(Role::Viewer, "follow events")?.clone();
     let store = state.queue.store().clone();
-    let resume = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str().ok().and_then(|v| v.trim().parse::<FeedCursor>().ok()).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    "Last-Event-ID is not a position of this stream (TX.ID.TX.ID, an event's id)",
-                )
-            })?,
-        ),
-    };
+    // An id this stream did not give (or gave before its format changed) cannot be resumed
+    // from: like one past the retention window, it is told so with `reset`, which an
+    // EventSource client survives (an error status would end its reconnecting for good).
+    let asked = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<FeedCursor>().ok()));
     let mut pending = std::collections::VecDeque::new();
-    let at = match resume {
-        Some(at) if within_retention(&state, &store, at).await? => at,
-        resumed => {
-            if resumed.is_some() {
+    let at = match asked {
+        Some(Some(at)) if within_retention(&state, &store, at).await? => at,
+        asked => {
+            if asked.is_some() {
                 let note = serde_json::json!({
-                    "reason": "the position is older than the feed keeps (or unknown): what came between is not replayed",
+                    "reason": "that position is unknown or older than the feed keeps: what came between is not replayed",
                     "retention_ms": state.config.feed_retention_ms,
                 });
                 if let Ok(e) = Event::default().event("reset").json_data(note) {
@@ -142,16 +135,16 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
-/// Whether a reader may resume at `at`: its task event is still kept and no older than
-/// `feed_retention_ms` (a position before any task event always may).
+/// Whether a reader may resume at `at`: the next task event after it is no older than
+/// `feed_retention_ms` (a reader with nothing after it is up to date).
 async fn within_retention(
     state: &AppState,
     store: &std::sync::Arc<dyn Store>,
     at: FeedCursor,
 ) -> Result<bool, ApiError> {
-    if at.tasks.id == 0 {
-        return Ok(true);
-    }
     let cutoff = store.clock().now_ms() - state.config.feed_retention_ms;
-    Ok(store.feed_event_at(at.tasks).await?.is_some_and(|t| t >= cutoff))
+    let next = store.feed(at, 1).await?;
+    let oldest =
+        next.tasks.iter().map(|t| t.at_ms).chain(next.agents.iter().map(|a| a.at_ms)).min();
+    Ok(oldest.is_none_or(|t| t >= cutoff))
 }

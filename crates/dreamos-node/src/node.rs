@@ -283,10 +283,24 @@ fn write_node_file(
 /// The file in the data dir that says where the running node listens.
 pub const NODE_FILE: &str = "node.json";
 
-/// The URL of the node running on `data_dir`, from its `node.json`, if that node's process
-/// is still alive.
+/// The URL of the node running on `data_dir`, from its `node.json`. The file is believed only
+/// while a node holds the data dir's lock and if this user owns it (the CLI sends its token to
+/// that URL: a `node.json` shipped in a cloned tree, or left by a node that is gone, is not).
 pub fn running_node_url(data_dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(data_dir.join(NODE_FILE)).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    let lock = std::fs::File::open(data_dir.join("lock")).ok()?;
+    // Taking the lock succeeds only when no node holds it.
+    let free = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok();
+    if free {
+        let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::Unlock);
+        return None;
+    }
+    let path = data_dir.join(NODE_FILE);
+    let meta = std::fs::metadata(&path).ok()?;
+    if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
     let info: serde_json::Value = serde_json::from_str(&text).ok()?;
     let pid = info["pid"].as_u64()?;
     if !Path::new("/proc").join(pid.to_string()).exists() {

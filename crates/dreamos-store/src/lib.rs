@@ -149,6 +149,7 @@ impl dyn Store {
     pub async fn cancel(&self, id: TaskId, actor: &str) -> Result<TaskState> {
         match self.write(Request::Cancel { id, actor: actor.into() }).await? {
             Response::State(s) => Ok(s),
+            Response::CancelRequested => Ok(TaskState::Running),
             other => Err(StoreError::unexpected(other)),
         }
     }

@@ -82,6 +82,8 @@ pub enum Response {
     Heartbeats(Vec<Result<HeartbeatAnswer>>),
     Completed(Vec<Result<TaskState>>),
     State(TaskState),
+    /// A running task was asked to stop for the first time (it is still running).
+    CancelRequested,
     Tasks(Vec<TaskId>),
     Count(u64),
     Done,
@@ -91,10 +93,10 @@ pub enum Response {
     Feed(crate::feed::Feed),
 }
 
-/// Whether `request`, answered `response`, asked a running task to stop (its runner is told
+/// Whether a request, answered `response`, was the first to ask a running task to stop (its runner is told
 /// through [`crate::Signals::cancel_requested`]).
-pub fn stops_running_task(request: &Request, response: &Response) -> bool {
-    matches!((request, response), (Request::Cancel { .. }, Response::State(TaskState::Running)))
+pub fn stops_running_task(response: &Response) -> bool {
+    matches!(response, Response::CancelRequested)
 }
 
 impl Response {
@@ -102,7 +104,10 @@ impl Response {
     /// `n` tasks became claimable, `Some(None)` when it is not known how many.
     pub fn new_work(&self) -> Option<Option<usize>> {
         match self {
-            Response::Claimed(_) | Response::Heartbeats(_) | Response::Done => None,
+            Response::Claimed(_)
+            | Response::Heartbeats(_)
+            | Response::Done
+            | Response::CancelRequested => None,
             // A resumed, restarted or newly registered agent may take work that waits.
             Response::Agent(crate::agents::AgentAnswer::Agent(_)) => Some(None),
             Response::Agent(_) | Response::Audit(_) | Response::Ids(_) | Response::Feed(_) => None,
@@ -162,7 +167,11 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, ctx: &Ctx, request: &Request) -> R
                 reports.iter().map(|r| (actor.as_str(), r)).collect();
             Response::Completed(crate::batch::complete_many(c, ctx, &reports).await?)
         }
-        Request::Cancel { id, actor } => Response::State(cancel(c, ctx, *id, actor).await?),
+        Request::Cancel { id, actor } => match cancel(c, ctx, *id, actor).await? {
+            // The first request to stop a running task: its runner must hear of it.
+            (TaskState::Running, true) => Response::CancelRequested,
+            (state, _) => Response::State(state),
+        },
         Request::Retry { id, actor } => Response::State(retry(c, ctx, *id, actor).await?),
         Request::ExpireLeases => Response::Tasks(expire_leases(c, ctx).await?),
         Request::FailHolders { prefix, class } => {
@@ -693,7 +702,14 @@ async fn finish_cancelled<C: Conn>(
     Ok(TaskState::Cancelled)
 }
 
-async fn cancel<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Result<TaskState> {
+/// Cancels a task; answers its state, and whether this request was the first to ask a running
+/// task to stop.
+async fn cancel<C: Conn>(
+    c: &mut C,
+    ctx: &Ctx,
+    id: TaskId,
+    actor: &str,
+) -> Result<(TaskState, bool)> {
     let row = c
         .fetch_optional(
             dynamic(format!(
@@ -713,10 +729,11 @@ async fn cancel<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Resul
     match attempt.state {
         TaskState::Pending | TaskState::Queued => {
             let why = format!("cancelled by {actor}");
-            finish_cancelled(c, ctx, id.0, attempt.attempts, actor, &why).await
+            Ok((finish_cancelled(c, ctx, id.0, attempt.attempts, actor, &why).await?, false))
         }
         TaskState::Running => {
-            if !attempt.cancel_requested {
+            let first = !attempt.cancel_requested;
+            if first {
                 c.execute(
                     fixed("UPDATE tasks SET cancel_requested = 1, updated_at = $1 WHERE id = $2"),
                     args![ctx.now, id.0],
@@ -727,7 +744,7 @@ async fn cancel<C: Conn>(c: &mut C, ctx: &Ctx, id: TaskId, actor: &str) -> Resul
                 event(c, ctx, id.0, EventKind::CancelRequested, attempt.attempts, actor, detail)
                     .await?;
             }
-            Ok(TaskState::Running)
+            Ok((TaskState::Running, first))
         }
         state => Err(StoreError::InvalidTransition { id, state, action: "cancel" }),
     }

@@ -121,7 +121,7 @@ impl Store for PgStore {
             let outcome = match answer {
                 Ok(response) => {
                     let wake = response.new_work();
-                    let cancels = crate::ops::stops_running_task(&request, &response);
+                    let cancels = crate::ops::stops_running_task(&response);
                     if wake.is_some() || cancels {
                         // NOTIFY is delivered at commit, and coalesced by PostgreSQL within
                         // one transaction.

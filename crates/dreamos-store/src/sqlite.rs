@@ -135,9 +135,9 @@ fn run_writer(
         let answers = commit_group(&mut conn, &ctx, &batch);
         let mut wake: Option<Option<usize>> = None;
         let mut cancels = false;
-        for ((request, reply), answer) in batch.drain(..).zip(answers) {
+        for ((_, reply), answer) in batch.drain(..).zip(answers) {
             if let Ok(response) = &answer {
-                cancels |= crate::ops::stops_running_task(&request, response);
+                cancels |= crate::ops::stops_running_task(response);
                 wake = match (wake, response.new_work()) {
                     (w, None) => w,
                     (None, n) => n,

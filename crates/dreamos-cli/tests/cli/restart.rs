@@ -109,6 +109,19 @@ fn clients_find_the_node_of_their_data_dir() {
     assert_eq!(info["url"], node.url.as_str());
     node.terminate();
     assert!(!dir.path().join("node.json").exists(), "a stopped node leaves no node.json");
+    // A node.json no running node stands behind (shipped in a cloned tree, or left by a node
+    // that died) is not believed: the token never goes to the URL it names.
+    let forged = r#"{"url": "http://127.0.0.1:9", "tls": false, "pid": 1}"#;
+    std::fs::write(dir.path().join("node.json"), forged).unwrap();
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--token", "secret", "status"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("cannot reach") && !said.contains(":9"), "{said}");
 }
 
 /// Two nodes share PostgreSQL; an agent names both. Killing the node it talks to does not stop
