@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use crate::client::{Client, urlencode};
+use crate::output;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -17,35 +18,45 @@ pub enum TokenCommand {
         #[arg(long)]
         label: Option<String>,
         /// Lifetime, e.g. 30d or 12h (default: no expiry).
-        #[arg(long)]
+        #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
         /// Limit it to this workspace (repeatable; default: all workspaces).
-        #[arg(long = "workspace")]
+        #[arg(long = "workspace", value_name = "NAME")]
         workspaces: Vec<String>,
     },
     /// List tokens (never their secrets).
     List,
     /// Revoke a token by id.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id (the first column of `token list`).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// The newest entries.
     Tail {
+        /// How many entries.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
-    /// Entries by actor, action or time.
+    /// Entries by actor, action or time, newest first.
+    #[command(
+        after_help = "Examples:\n  dreamos audit search --actor admin --since 1h\n  dreamos audit search --action auth.failed"
+    )]
     Search {
+        /// Text the actor contains, ignoring case, e.g. `admin`, `operator:ci` or an agent's
+        /// id.
         #[arg(long)]
         actor: Option<String>,
-        /// Text the action contains, e.g. `auth.failed` or `tokens`.
+        /// Text the action contains, ignoring case, e.g. `auth.failed` or `tokens`.
         #[arg(long)]
         action: Option<String>,
         /// Only entries this recent, e.g. 1h.
-        #[arg(long)]
+        #[arg(long, value_name = "DURATION")]
         since: Option<String>,
+        /// Most entries to show.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -55,7 +66,7 @@ pub enum AuditCommand {
 
 fn when(ms: Option<i64>) -> String {
     ms.map(|ms| {
-        humantime::format_rfc3339_millis(
+        humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
         )
         .to_string()
@@ -98,25 +109,29 @@ pub async fn token(client: Client, command: &TokenCommand, as_json: bool) -> Res
             let list = v["tokens"].as_array().cloned().unwrap_or_default();
             if as_json {
                 list.iter().for_each(|t| println!("{t}"));
+            } else if list.is_empty() {
+                println!("no tokens");
             } else {
-                println!(
-                    "{:<14} {:<9} {:<24} {:<26} {:<10} WORKSPACES",
-                    "ID", "ROLE", "LABEL", "EXPIRES", "STATUS"
-                );
-                for t in &list {
-                    let status = if t["revoked_at_ms"].is_null() { "active" } else { "revoked" };
-                    let ws = t["workspaces"].as_array().map_or("all".to_string(), |w| {
-                        w.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
-                    });
-                    println!(
-                        "{:<14} {:<9} {:<24} {:<26} {:<10} {ws}",
-                        t["id"].as_str().unwrap_or_default(),
-                        t["role"].as_str().unwrap_or_default(),
-                        t["label"].as_str().unwrap_or_default(),
-                        when(t["expires_at_ms"].as_i64()),
-                        status
-                    );
-                }
+                let now = crate::now_ms();
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        let ws = t["workspaces"].as_array().map_or("all".to_string(), |w| {
+                            w.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+                        });
+                        vec![
+                            output::text(&t["id"]),
+                            output::text(&t["role"]),
+                            output::text(&t["label"]),
+                            token_state(t, now).into(),
+                            t["expires_at_ms"]
+                                .as_i64()
+                                .map_or("never".into(), |at| output::relative(at, now)),
+                            ws,
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "ROLE", "LABEL", "STATE", "EXPIRES", "WORKSPACES"], &rows);
             }
         }
         TokenCommand::Revoke { id } => {
@@ -131,23 +146,42 @@ pub async fn token(client: Client, command: &TokenCommand, as_json: bool) -> Res
     Ok(0)
 }
 
-fn print_entries(v: &Value, as_json: bool) {
-    for e in v["entries"].as_array().into_iter().flatten() {
-        if as_json {
-            println!("{e}");
-        } else {
-            println!(
-                "{:>6}  {}  {:<24} {:<40} {:>4}  {}{}",
-                e["id"],
-                when(e["at_ms"].as_i64()),
-                e["actor"].as_str().unwrap_or_default(),
-                e["action"].as_str().unwrap_or_default(),
-                e["outcome"].as_str().unwrap_or_default(),
-                e["target"].as_str().unwrap_or_default(),
-                e["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default()
-            );
-        }
+/// A token's state as its holder meets it: `revoked`, `expired` or `active`.
+fn token_state(t: &Value, now_ms: i64) -> &'static str {
+    if !t["revoked_at_ms"].is_null() {
+        "revoked"
+    } else if t["expires_at_ms"].as_i64().is_some_and(|at| at <= now_ms) {
+        "expired"
+    } else {
+        "active"
     }
+}
+
+fn print_entries(v: &Value, as_json: bool) {
+    let entries = v["entries"].as_array().cloned().unwrap_or_default();
+    if as_json {
+        entries.iter().for_each(|e| println!("{e}"));
+        return;
+    }
+    if entries.is_empty() {
+        println!("no audit entries match");
+        return;
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let detail = e["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default();
+            vec![
+                output::text(&e["id"]),
+                when(e["at_ms"].as_i64()),
+                output::text(&e["actor"]),
+                output::text(&e["action"]),
+                output::text(&e["outcome"]),
+                format!("{}{detail}", e["target"].as_str().unwrap_or_default()),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "AT", "ACTOR", "ACTION", "OUTCOME", "TARGET"], &rows);
 }
 
 pub async fn audit(client: Client, command: &AuditCommand, as_json: bool) -> Result<i32> {
@@ -193,16 +227,4 @@ pub async fn audit(client: Client, command: &AuditCommand, as_json: bool) -> Res
         }
     }
     Ok(0)
-}
-
-/// Percent-encodes a query value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -18,17 +18,19 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::client::Client;
+use crate::output;
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
     /// Create an agent and its credential (printed once; admin).
     Create {
+        /// A name people know it by (unique).
         name: String,
         /// A capability it may declare: NAME or NAME@VERSION (repeatable).
-        #[arg(long = "capability")]
+        #[arg(long = "capability", value_name = "CAPABILITY")]
         capabilities: Vec<String>,
-        /// KEY=VALUE (repeatable).
-        #[arg(long = "label")]
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
         /// Tasks it may run at once.
         #[arg(long, default_value_t = 1)]
@@ -37,21 +39,41 @@ pub enum AgentCommand {
     /// List agents with their state and load.
     List,
     /// One agent: state, capabilities, running tasks and its state history.
-    Show { agent: String },
+    Show {
+        /// The agent's id or name.
+        agent: String,
+    },
     /// Let running work finish and take no new work.
-    Drain { agent: String },
+    Drain {
+        /// The agent's id or name.
+        agent: String,
+    },
     /// Take work again after a drain.
-    Resume { agent: String },
+    Resume {
+        /// The agent's id or name.
+        agent: String,
+    },
     /// Stop the agent (it finishes its running work and exits).
-    Stop { agent: String },
+    Stop {
+        /// The agent's id or name.
+        agent: String,
+    },
     /// Restart the agent (it finishes its running work and registers again).
-    Restart { agent: String },
+    Restart {
+        /// The agent's id or name.
+        agent: String,
+    },
     /// Delete an agent that is not connected (starting, stopped or lost) and revoke its
     /// credential (unscoped admin).
-    Delete { agent: String },
+    Delete {
+        /// The agent's id or name.
+        agent: String,
+    },
     /// Send a message to an agent and show its reply.
     Message {
+        /// The agent's id or name.
         agent: String,
+        /// The message.
         text: String,
         /// How long to wait for a reply (0: do not wait).
         #[arg(long, default_value = "10s")]
@@ -59,8 +81,10 @@ pub enum AgentCommand {
     },
     /// Send a message to every agent, or to those with a capability.
     Broadcast {
+        /// The message.
         text: String,
-        #[arg(long)]
+        /// Only agents that declare this capability (exact name), e.g. exec.
+        #[arg(long, value_name = "NAME")]
         capability: Option<String>,
     },
     /// Messages agents sent to you.
@@ -72,13 +96,13 @@ pub enum AgentCommand {
 #[derive(Args)]
 pub struct RunArgs {
     /// Capability to declare: NAME or NAME@VERSION (repeatable; default noop and exec).
-    #[arg(long = "capability")]
+    #[arg(long = "capability", value_name = "CAPABILITY")]
     capabilities: Vec<String>,
-    /// KEY=VALUE (repeatable).
-    #[arg(long = "label")]
+    /// A label, KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
     /// Tasks to run at once (default: the slots the agent was created with).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     slots: Option<u32>,
 }
 
@@ -96,10 +120,7 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
 fn short_time(ms: Option<i64>) -> String {
     match ms {
         None => "never".into(),
-        Some(ms) => {
-            let ago = (crate::now_ms() - ms).max(0) / 1000;
-            format!("{ago}s ago")
-        }
+        Some(ms) => output::relative(ms.min(crate::now_ms()), crate::now_ms()),
     }
 }
 
@@ -147,21 +168,20 @@ pub async fn command(client: Client, command: &AgentCommand, as_json: bool) -> R
             } else if list.is_empty() {
                 println!("no agents: dreamos agent create NAME --capability C");
             } else {
-                println!(
-                    "{:<18} {:<16} {:<9} {:>7}  {:<28} SEEN",
-                    "ID", "NAME", "STATE", "LOAD", "CAPABILITIES"
-                );
-                for a in &list {
-                    println!(
-                        "{:<18} {:<16} {:<9} {:>7}  {:<28} {}",
-                        a["id"].as_str().unwrap_or_default(),
-                        a["name"].as_str().unwrap_or_default(),
-                        a["state"].as_str().unwrap_or_default(),
-                        format!("{}/{}", a["running"], a["slots"]),
-                        caps_text(&a["capabilities"]),
-                        short_time(a["last_seen_at_ms"].as_i64()),
-                    );
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            output::text(&a["id"]),
+                            output::text(&a["name"]),
+                            output::text(&a["state"]),
+                            format!("{}/{}", a["running"], a["slots"]),
+                            short_time(a["last_seen_at_ms"].as_i64()),
+                            caps_text(&a["capabilities"]),
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "NAME", "STATE", "LOAD", "SEEN", "CAPABILITIES"], &rows);
             }
         }
         AgentCommand::Show { agent } => {
@@ -265,11 +285,18 @@ pub async fn command(client: Client, command: &AgentCommand, as_json: bool) -> R
         }
         AgentCommand::Inbox => {
             let v = client.get("/api/v1/messages").await?;
-            for m in v["messages"].as_array().into_iter().flatten() {
-                if as_json {
-                    print(m);
-                } else {
-                    println!("{}: {}", m["sender"].as_str().unwrap_or_default(), m["body"]);
+            let messages = v["messages"].as_array().cloned().unwrap_or_default();
+            if as_json {
+                messages.iter().for_each(print);
+            } else if messages.is_empty() {
+                println!("no messages");
+            } else {
+                for m in &messages {
+                    let body = m["body"]["text"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| m["body"].to_string());
+                    println!("{}: {body}", m["sender"].as_str().unwrap_or_default());
                 }
             }
         }

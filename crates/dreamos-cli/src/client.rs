@@ -125,7 +125,10 @@ pub struct Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (message, code) = (&self.message, &self.code);
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status == StatusCode::UNAUTHORIZED && message.contains("expired") {
+            // The node told this token's holder why: the token is fine, only old.
+            write!(f, "{message} ({code}); an admin makes one with `dreamos token create`")
+        } else if self.status == StatusCode::UNAUTHORIZED {
             write!(
                 f,
                 "{message} ({code}): pass --token, set DREAMOS_TOKEN, or check DATA_DIR/admin.token"
@@ -166,4 +169,16 @@ pub fn transient(e: &anyhow::Error) -> bool {
 fn certificate_problem(e: &reqwest::Error) -> bool {
     let chain = format!("{e:?}");
     chain.contains("Certificate") || chain.contains("certificate")
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -111,6 +111,7 @@ pub struct SymbolsArgs {
     /// Only this kind: function, method, class, struct, enum, interface, trait, module, ...
     #[arg(long)]
     kind: Option<String>,
+    /// Only this workspace (default: all of them).
     #[arg(long)]
     workspace: Option<String>,
 }
@@ -149,7 +150,21 @@ fn registry(data_dir: &Path) -> Registry {
 fn workspaces(data_dir: &Path, only: Option<&str>) -> Result<Vec<Workspace>> {
     let r = registry(data_dir);
     let all = match only {
-        Some(name) => vec![r.get(name)?],
+        // Name the workspaces there are, here: `workspace list` would ask a node.
+        Some(name) => vec![r.get(name).map_err(|e| match e {
+            dreamos_scan::ScanError::UnknownWorkspace(_) => {
+                let names: Vec<String> =
+                    r.list().unwrap_or_default().into_iter().map(|w| w.name).collect();
+                match names.as_slice() {
+                    [] => anyhow::anyhow!(
+                        "{e}: none is indexed in {} yet (dreamos index PATH)",
+                        data_dir.display()
+                    ),
+                    _ => anyhow::anyhow!("{e}: this data dir has {}", names.join(", ")),
+                }
+            }
+            other => other.into(),
+        })?],
         None => r.list()?,
     };
     if all.is_empty() {

@@ -134,7 +134,15 @@ impl FromRequestParts<AppState> for Caller {
             Err(reason) => {
                 tracing::info!(?reason, "authentication failed");
                 slot.set_refusal(format!("{reason:?}").to_lowercase());
-                Err(ApiError::unauthorized())
+                // Whoever holds a token's secret may learn that it expired (and so needs a new
+                // one); every other refusal gets the one answer that tells nothing.
+                Err(match reason {
+                    auth::Refusal::Expired => ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "this token has expired: ask an admin for a new one",
+                    ),
+                    _ => ApiError::unauthorized(),
+                })
             }
         }
     }

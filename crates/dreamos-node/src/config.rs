@@ -1,6 +1,7 @@
 //! The node's one typed configuration: built-in defaults < `dreamos.toml` (in the data dir, or
 //! `--config`) < environment (`DREAMOS_*`) < command-line flags. Each option is documented
-//! here once; `dreamos config show` prints the effective values.
+//! here once (and in `starter.toml`, which a test keeps in step); `dreamos config show` prints
+//! the effective values.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,8 @@ pub struct FileConfig {
     /// A request's head must arrive within this many ms, and a connection idle between
     /// requests for this long is closed. Default 15000.
     pub header_read_timeout_ms: Option<u64>,
+    /// How far back the event stream replays for a reader resuming with `Last-Event-ID`, in
+    /// ms. Default 3600000.
     pub feed_retention_ms: Option<i64>,
     /// TLS: a PEM certificate chain; with `tls_key`, the API is served over HTTPS only.
     pub tls_cert: Option<PathBuf>,
@@ -313,7 +316,7 @@ impl Config {
         Self::resolve(data_dir, c)
     }
 
-    fn resolve(data_dir: &Path, c: FileConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn resolve(data_dir: &Path, c: FileConfig) -> Result<Self, ConfigError> {
         let discord = resolve_discord(&c)?;
         let listen_text = c.listen.unwrap_or_else(|| "127.0.0.1:7700".into());
         let listen = listen_text

@@ -35,6 +35,7 @@ pub mod orchestrator;
 pub mod protocol;
 mod sandbox;
 mod serve;
+pub mod starter;
 mod tls;
 pub mod views;
 pub mod workspaces;

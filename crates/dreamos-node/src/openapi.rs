@@ -140,7 +140,7 @@ fn complete_operation(path: &str, operation: &mut Value) {
     ];
     if path != "/healthz" && path != "/readyz" {
         operation["security"] = json!([{ "bearer": [] }]);
-        errors.push((401, "missing or invalid credentials (always the same answer)"));
+        errors.push((401, "missing or invalid credentials (one answer for every reason, but an expired token is told so)"));
         errors.push((403, "the token's role or workspace scope does not allow this"));
     }
     if has_body {

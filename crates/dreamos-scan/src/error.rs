@@ -8,7 +8,7 @@ pub enum ScanError {
     Config(String),
     #[error("invalid query: {0}")]
     Query(String),
-    #[error("no workspace named `{0}` (see `dreamos workspace list`)")]
+    #[error("no workspace named `{0}`")]
     UnknownWorkspace(String),
     #[error("{0}")]
     Conflict(String),

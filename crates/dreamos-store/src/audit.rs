@@ -49,8 +49,9 @@ pub struct AuditRecord {
 pub struct AuditFilter {
     /// Only entries with an id above this one.
     pub after: Option<i64>,
+    /// Entries whose actor contains this text, ignoring ASCII case.
     pub actor: Option<String>,
-    /// Entries whose action contains this text.
+    /// Entries whose action contains this text, ignoring ASCII case.
     pub action: Option<String>,
     pub since_ms: Option<i64>,
     pub limit: usize,
@@ -257,6 +258,20 @@ fn record_from_row<R: RowLike>(r: &R) -> Result<AuditRecord> {
     })
 }
 
+/// A LIKE pattern matching values that contain `text` (lowercased; `%`, `_` and `\\` in it
+/// match themselves).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 pub(crate) async fn read<C: Conn>(c: &mut C, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
     let mut clauses = vec!["1 = 1".to_string()];
     let mut values: Vec<crate::conn::Arg> = Vec::new();
@@ -264,13 +279,12 @@ pub(crate) async fn read<C: Conn>(c: &mut C, f: &AuditFilter) -> Result<Vec<Audi
         values.push(after.into());
         clauses.push(format!("id > ${}", values.len()));
     }
-    if let Some(actor) = &f.actor {
-        values.push(actor.as_str().into());
-        clauses.push(format!("actor = ${}", values.len()));
-    }
-    if let Some(action) = &f.action {
-        values.push(format!("%{}%", action.replace(['%', '_'], "")).into());
-        clauses.push(format!("action LIKE ${}", values.len()));
+    // Both filters match text the field contains, ignoring ASCII case, on both backends.
+    for (column, text) in [("actor", &f.actor), ("action", &f.action)] {
+        if let Some(text) = text {
+            values.push(contains_pattern(text).into());
+            clauses.push(format!("lower({column}) LIKE ${} ESCAPE '\\'", values.len()));
+        }
     }
     if let Some(since) = f.since_ms {
         values.push(since.into());

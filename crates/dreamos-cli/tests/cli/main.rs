@@ -4,6 +4,7 @@ mod agents;
 mod code;
 mod crash;
 mod discord;
+mod polish;
 mod restart;
 mod signals;
 mod usage;

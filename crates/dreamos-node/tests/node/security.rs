@@ -21,7 +21,7 @@ async fn tokens_expire_and_are_revoked_and_every_step_is_audited() {
     assert!(v["revoked"]["revoked_at_ms"].is_i64(), "{v}");
     let (status, v) = api.get(&viewer, "/api/v1/status").await;
     assert_eq!((status, v["message"].as_str()), (401, Some("missing or invalid credentials")));
-    // An expired token gets the same answer, which does not say why.
+    // An expired token's holder is told it expired, so they know to ask for a new one...
     let (_, short) = api.token(json!({ "role": "operator", "expires_in_ms": 1 })).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -29,6 +29,13 @@ async fn tokens_expire_and_are_revoked_and_every_step_is_audited() {
         })
         .await
     );
+    let (_, v) = api.get(&short, "/api/v1/status").await;
+    assert_eq!(v["code"], "unauthorized");
+    assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
+    // ...but only with its secret: the same id with a wrong secret learns nothing.
+    let (id, _) = short.strip_prefix("dros_").unwrap().split_once('_').unwrap();
+    let (status, v) = api.get(&format!("dros_{id}_{}", "0".repeat(64)), "/api/v1/status").await;
+    assert_eq!((status, v["message"].as_str()), (401, Some("missing or invalid credentials")));
     let (status, v) = api.get("dros_nothere_secret", "/api/v1/status").await;
     assert_eq!((status, v["message"].as_str()), (401, Some("missing or invalid credentials")));
     // Agents' credentials come from `agent create`, not here.

@@ -41,6 +41,39 @@ async fn the_chain_verifies_and_reads_back(h: &Harness) {
     assert_eq!(s.read_audit(ops).await.unwrap().len(), 3);
 }
 
+async fn actor_and_action_filters_match_text_they_contain(h: &Harness) {
+    let s = &h.store;
+    fill(h, 6).await;
+    s.audit(vec![AuditEntry {
+        actor: "agent:build_1".into(),
+        action: "auth.failed".into(),
+        ..entry(7)
+    }])
+    .await
+    .unwrap();
+    let count = |actor: Option<&str>, action: Option<&str>| {
+        let filter = AuditFilter {
+            actor: actor.map(Into::into),
+            action: action.map(Into::into),
+            limit: 100,
+            ..Default::default()
+        };
+        async move { s.read_audit(filter).await.unwrap().len() }
+    };
+    // `--actor admin` finds `admin:admin`; case does not matter; a part of a name is enough.
+    assert_eq!(count(Some("admin"), None).await, 3);
+    assert_eq!(count(Some("OPERATOR"), None).await, 3);
+    assert_eq!(count(Some("ci"), None).await, 3);
+    assert_eq!(count(Some("admin"), Some("/tasks")).await, 3);
+    assert_eq!(count(None, Some("AUTH.")).await, 1);
+    // LIKE's wildcards in the text match only themselves.
+    assert_eq!(count(Some("build_1"), None).await, 1);
+    assert_eq!(count(Some("build%"), None).await, 0);
+    assert_eq!(count(Some("_"), None).await, 1);
+    assert_eq!(count(Some("\\"), None).await, 0);
+    assert_eq!(count(Some("nobody"), None).await, 0);
+}
+
 async fn an_edited_entry_is_detected(h: &Harness) {
     fill(h, 5).await;
     h.tamper("audit_log", "UPDATE TABLE SET outcome = '200' WHERE id = 3").await;
@@ -94,6 +127,7 @@ async fn a_rewritten_history_is_detected_without_the_key(h: &Harness) {
 both_backends!(
     a_rewritten_history_is_detected_without_the_key,
     the_chain_verifies_and_reads_back,
+    actor_and_action_filters_match_text_they_contain,
     an_edited_entry_is_detected,
     a_deleted_entry_is_detected
 );
