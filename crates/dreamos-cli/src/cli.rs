@@ -1,5 +1,5 @@
 //! The command line's shape: every command, argument and help text. `main.rs` dispatches;
-//! the help of every command is snapshot-tested (`tests/cli/help.rs`).
+//! the help of every command is snapshot-tested below (`tests/snapshots/help.txt`).
 
 use std::path::PathBuf;
 
@@ -277,7 +277,8 @@ pub enum ConfigCommand {
     },
     /// Write a commented starter dreamos.toml: every option, with its default.
     Init {
-        /// Where to write it (default: DATA_DIR/dreamos.toml); `-` prints it.
+        /// Where to write it (default: the --config file if given, else
+        /// DATA_DIR/dreamos.toml); `-` prints it.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
         /// Replace an existing file.

@@ -35,9 +35,17 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 /// [`table`] as text, fitted to `width` columns when given.
 pub fn render_table(headers: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
     let n = headers.len();
+    if n == 0 {
+        return String::new();
+    }
+    // A cell is one line: a line break inside one would break every column after it.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| c.replace(['\n', '\r', '\t'], " ")).collect())
+        .collect();
     let len = |c: &str| c.chars().count();
     let mut widths: Vec<usize> = headers.iter().map(|h| len(h)).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate().take(n) {
             widths[i] = widths[i].max(len(cell));
         }
@@ -45,9 +53,9 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>], width: Option<usize>
     let numeric: Vec<bool> = (0..n)
         .map(|i| {
             rows.iter().any(|r| r.get(i).is_some_and(|c| c != "-"))
-                && rows.iter().all(|r| {
-                    r.get(i).is_none_or(|c| c == "-" || c.parse::<f64>().is_ok() || is_ratio(c))
-                })
+                && rows
+                    .iter()
+                    .all(|r| r.get(i).is_none_or(|c| c == "-" || is_number(c) || is_ratio(c)))
         })
         .collect();
     // What the last column may take: what is left of the terminal, but never under 12.
@@ -57,7 +65,9 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>], width: Option<usize>
     let mut line = |cells: &[String]| {
         let mut parts = Vec::with_capacity(n);
         for (i, cell) in cells.iter().enumerate().take(n) {
-            if i == n - 1 {
+            if i == n - 1 && numeric[i] {
+                parts.push(format!("{cell:>w$}", w = widths[i]));
+            } else if i == n - 1 {
                 parts.push(match last_room {
                     Some(room) if len(cell) > room => {
                         let cut: String = cell.chars().take(room - 1).collect();
@@ -75,10 +85,19 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>], width: Option<usize>
         out.push('\n');
     };
     line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    for row in rows {
+    for row in &rows {
         line(row);
     }
     out
+}
+
+/// Plain decimal numbers (not `inf`, `nan` or `1e3`, which are words here).
+fn is_number(c: &str) -> bool {
+    let digits = c.strip_prefix('-').unwrap_or(c);
+    !digits.is_empty()
+        && digits.chars().all(|ch| ch.is_ascii_digit() || ch == '.')
+        && digits.chars().filter(|ch| *ch == '.').count() <= 1
+        && digits.chars().any(|ch| ch.is_ascii_digit())
 }
 
 /// `3/5`-style cells (attempts, load) align as numbers do.
@@ -298,19 +317,24 @@ mod tests {
     fn columns_size_to_their_longest_cell() {
         let long = "a-very-long-agent-name-from-a-build-farm-in-another-region";
         let text = render_table(
-            &["ID", "NAME", "STATE", "LOAD"],
-            &[row(&["a1", long, "idle", "0/1"]), row(&["a2", "x", "busy", "12/16"])],
+            &["ID", "NAME", "LOAD", "STATE"],
+            &[row(&["a1", long, "0/1", "idle"]), row(&["a2", "x", "12/16", "busy\nagain"])],
             None,
         );
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
-        let header = starts(lines[0], &["ID", "NAME", "STATE", "LOAD"]);
-        assert_eq!(starts(lines[1], &["a1", long, "idle"]), header[..3], "{text}");
-        assert_eq!(starts(lines[2], &["a2", "x", "busy"]), header[..3], "{text}");
-        // Numbers (and 3/5 ratios) are right-aligned: they end where the header ends.
-        assert!(lines[0].ends_with("LOAD") && lines[1].ends_with("  0/1"), "{text}");
-        assert!(lines[2].ends_with("12/16"), "{text}");
+        assert_eq!(lines.len(), 3, "a line break in a cell stays in its row: {text}");
+        let header = starts(lines[0], &["ID", "NAME", "LOAD", "STATE"]);
+        assert_eq!(starts(lines[1], &["a1", long]), header[..2], "{text}");
+        assert_eq!(starts(lines[2], &["a2", "x"]), header[..2], "{text}");
+        assert_eq!(starts(lines[1], &["idle"])[0], header[3], "{text}");
+        assert_eq!(starts(lines[2], &["busy again"])[0], header[3], "{text}");
+        // Numbers (and 3/5 ratios) are right-aligned: they end where their header ends.
+        let end = header[2] + "LOAD".len();
+        assert!(lines[0][..end].ends_with(" LOAD"), "{text}");
+        assert!(lines[1][..end].ends_with("  0/1"), "{text}");
+        assert!(lines[2][..end].ends_with(" 12/16"), "{text}");
         assert!(lines.iter().all(|l| l.trim_end() == *l), "no trailing spaces: {text:?}");
+        assert_eq!(render_table(&[], &[row(&["x"])], Some(10)), "");
     }
 
     #[test]

@@ -12,37 +12,61 @@ use crate::cli::{Cli, ConfigCommand};
 pub async fn config(cli: &Cli, command: &ConfigCommand) -> Result<i32> {
     match command {
         ConfigCommand::Show { toml } => show(cli, *toml).await,
-        ConfigCommand::Init { output, force } => {
-            let text = dreamos_node::starter::STARTER;
-            let path = output.clone().unwrap_or_else(|| cli.data_dir.join("dreamos.toml"));
-            if path == Path::new("-") {
-                print!("{text}");
-                return Ok(0);
-            }
-            if path.exists() && !force {
-                bail!(
-                    "{} exists: pass --force to replace it, or --output FILE to write elsewhere",
-                    path.display()
-                );
-            }
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let used = if output.is_none() {
-                "a node on this data dir reads it at start".to_string()
-            } else {
-                format!("use it with: dreamos up --config {}", path.display())
-            };
-            println!(
-                "wrote {}: every option, commented out, with its default; {used}",
-                path.display()
-            );
-            Ok(0)
-        }
+        ConfigCommand::Init { output, force } => init(cli, output.as_deref(), *force),
     }
+}
+
+/// `dreamos config init`: the starter file, where the node will read it (the `--config`
+/// file, else `DATA_DIR/dreamos.toml`) unless `--output` says otherwise. It may come to hold
+/// a store password, so it is made readable by its owner only; an existing file (or a
+/// symlink, dangling or not) is replaced only with `--force`, and then by a rename, never
+/// by writing through a link.
+fn init(cli: &Cli, output: Option<&Path>, force: bool) -> Result<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = dreamos_node::starter::STARTER;
+    let path = match (output, &cli.config) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(config)) => config.clone(),
+        (None, None) => cli.data_dir.join("dreamos.toml"),
+    };
+    if path == Path::new("-") {
+        print!("{text}");
+        return Ok(0);
+    }
+    let exists = std::fs::symlink_metadata(&path).is_ok();
+    if exists && !force {
+        bail!(
+            "{} exists: pass --force to replace it, or --output FILE to write elsewhere",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    // Written beside its place under a fresh name, then renamed over it: a reader never sees
+    // half a file, and a symlink at the path is replaced, not followed.
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+    let placed = written.and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    let used = match (output, &cli.config) {
+        (None, Some(_)) => "the node reads it with this --config".to_string(),
+        (None, None) => "a node on this data dir reads it at start".to_string(),
+        (Some(_), _) => format!("use it with: dreamos up --config {}", path.display()),
+    };
+    println!("wrote {}: every option, commented out, with its default; {used}", path.display());
+    Ok(0)
 }
 
 /// A running node's own configuration (what it actually runs with), else what a node on this

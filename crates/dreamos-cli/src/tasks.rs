@@ -62,8 +62,8 @@ fn payload_fields(schema: &Value) -> String {
     if fields.is_empty() { "none".into() } else { fields.join(", ") }
 }
 
-/// `dreamos task list`: one page, and how to ask for the next.
-async fn list(client: &Client, args: &ListArgs, json: bool) -> Result<i32> {
+/// `dreamos task list`: one page, and the command for the next.
+async fn list(cli: &Cli, client: &Client, args: &ListArgs) -> Result<i32> {
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(s) = &args.state {
         query.push(format!("state={}", urlencode(s)));
@@ -78,29 +78,53 @@ async fn list(client: &Client, args: &ListArgs, json: bool) -> Result<i32> {
         query.push(format!("before={}", parse_id(b)?));
     }
     let v = client.get(&format!("/api/v1/tasks?{}", query.join("&"))).await?;
-    output::task_list(&v["tasks"], json);
-    if !json && let Some(next) = v["next_before"].as_i64() {
-        println!("more: dreamos task list --before {next}{}", same_filters(args));
+    output::task_list(&v["tasks"], cli.json);
+    if !cli.json
+        && let Some(next) = v["next_before"].as_i64()
+    {
+        println!("more: {}", next_page(cli, args, next));
     }
     Ok(0)
 }
 
-/// The filters of a listing, as flags to repeat for its next page.
-fn same_filters(args: &ListArgs) -> String {
-    let mut flags = String::new();
+/// The command line for the page after `next`: the same node, data dir and filters, quoted
+/// for a POSIX shell so that it can be pasted as it is.
+fn next_page(cli: &Cli, args: &ListArgs, next: i64) -> String {
+    let mut words = vec!["dreamos".to_string()];
+    if cli.data_dir != std::path::Path::new("./.dreamos") {
+        words.push(format!("--data-dir={}", shell_word(&cli.data_dir.to_string_lossy())));
+    }
+    if let Some(config) = &cli.config {
+        words.push(format!("--config={}", shell_word(&config.to_string_lossy())));
+    }
+    if !cli.server.is_empty() {
+        words.push(format!("--server={}", shell_word(&cli.server.join(","))));
+    }
+    words.extend(["task", "list", "--before"].map(String::from));
+    words.push(next.to_string());
     if let Some(s) = &args.state {
-        flags += &format!(" --state {s}");
+        words.push(format!("--state={}", shell_word(s)));
     }
     if let Some(k) = &args.kind {
-        flags += &format!(" --kind {k}");
+        words.push(format!("--kind={}", shell_word(k)));
     }
     if args.archived {
-        flags += " --archived";
+        words.push("--archived".into());
     }
     if args.limit != 50 {
-        flags += &format!(" --limit {}", args.limit);
+        words.push(format!("--limit={}", args.limit));
     }
-    flags
+    words.join(" ")
+}
+
+/// `text` as one POSIX shell word: bare when it is plainly safe, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@%+,-".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 pub async fn task(cli: &Cli, command: &TaskCommand) -> Result<i32> {
@@ -156,7 +180,7 @@ pub async fn task(cli: &Cli, command: &TaskCommand) -> Result<i32> {
                 }
             }
         }
-        TaskCommand::List(args) => list(&client, args, cli.json).await,
+        TaskCommand::List(args) => list(cli, &client, args).await,
         TaskCommand::Show { id } => {
             let v = client.get(&format!("/api/v1/tasks/{}", parse_id(id)?)).await?;
             output::task_detail(&v, cli.json);
@@ -265,5 +289,26 @@ pub async fn workspace(cli: &Cli, command: &WorkspaceCommand) -> Result<i32> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn a_pasted_word_stays_one_word_and_runs_nothing() {
+        assert_eq!(shell_word("exec"), "exec");
+        assert_eq!(shell_word("http://a:1,http://b:2"), "http://a:1,http://b:2");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("$(rm -rf ~)"), "'$(rm -rf ~)'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_word("it's $(x) `y` \\ \"z\"")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's $(x) `y` \\ \"z\"");
     }
 }

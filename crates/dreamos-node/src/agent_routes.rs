@@ -235,8 +235,7 @@ async fn delete_agent(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = caller.require(Role::Admin, "delete agents")?;
-    dreamos_service::policy::may_delete_agent(who)?;
+    dreamos_service::policy::may_delete_agent(&caller.0)?;
     let agent = resolve(&state, &key).await?;
     let gone = agent_record(&state, AgentOp::Delete { id: agent.id.clone() }).await?;
     // Its credential is revoked: no cached authentication of it may outlive that.

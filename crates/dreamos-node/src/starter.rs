@@ -12,15 +12,28 @@ pub const STARTER: &str = include_str!("starter.toml");
 /// An effective configuration, as `dreamos config show` and `GET /api/v1/config` give it
 /// (JSON, secrets redacted), written as a `dreamos.toml` that sets every option to its value.
 ///
-/// What a file cannot or should not hold is left out, with a comment: the Discord token
-/// (a secret: it belongs in `DREAMOS_DISCORD_TOKEN`), and default workspace roots (they
-/// depend on the user and directory the node starts as).
+/// What a file cannot or should not hold is left out, each with a comment saying why: a
+/// store URL whose password was redacted (the file would name a wrong password), the data
+/// dir's own SQLite store, default workspace roots (they depend on the user and directory the
+/// node starts as), the Discord token (a secret: it belongs in `DREAMOS_DISCORD_TOKEN`), and
+/// options this build does not know (from a newer node).
 pub fn as_toml(shown: &Value) -> Result<String, ConfigError> {
     let Value::Object(shown) = shown else {
         return Err(ConfigError("the configuration shown is not a JSON object".into()));
     };
+    let known = serde_json::to_value(FileConfig::default()).unwrap_or_default();
+    let data_dir = shown.get("data_dir").and_then(Value::as_str).unwrap_or_default();
+    let own_sqlite =
+        format!("sqlite://{}", std::path::Path::new(data_dir).join("dreamos.db").display());
     let mut file = serde_json::Map::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut put = |key: String, value: &Value, notes: &mut Vec<String>| {
+        if known.get(&key).is_some() {
+            file.insert(key, value.clone());
+        } else {
+            notes.push(format!("{key}: not an option this dreamos knows"));
+        }
+    };
     for (key, value) in shown {
         match key.as_str() {
             // Derived from other options, or where the file lives.
@@ -28,29 +41,28 @@ pub fn as_toml(shown: &Value) -> Result<String, ConfigError> {
             "workspace_roots"
                 if shown.get("workspace_roots_configured") != Some(&Value::Bool(true)) =>
             {
-                notes.push("workspace_roots: the defaults (home and start directory) apply");
+                notes.push("workspace_roots: the defaults (home and start directory) apply".into());
+            }
+            "store" if value.as_str().is_some_and(|s| s.contains("***")) => notes
+                .push("store: its password is not shown; set it here or in DREAMOS_STORE".into()),
+            "store" if value.as_str() == Some(own_sqlite.as_str()) => {
+                notes.push("store: the data dir's own SQLite database".into());
             }
             "discord" => {
                 let Value::Object(discord) = value else { continue };
                 for (k, v) in discord {
                     match k.as_str() {
-                        "token" => notes.push("discord_token: set DREAMOS_DISCORD_TOKEN"),
-                        "alert_queue_depth" | "alert_error_rate" => {
-                            file.insert(k.clone(), v.clone());
-                        }
-                        _ => {
-                            file.insert(format!("discord_{k}"), v.clone());
-                        }
+                        "token" => notes.push("discord_token: set DREAMOS_DISCORD_TOKEN".into()),
+                        "alert_queue_depth" | "alert_error_rate" => put(k.clone(), v, &mut notes),
+                        _ => put(format!("discord_{k}"), v, &mut notes),
                     }
                 }
             }
-            _ => {
-                file.insert(key.clone(), value.clone());
-            }
+            _ => put(key.clone(), value, &mut notes),
         }
     }
     file.retain(|_, v| !v.is_null());
-    // Through the file's own type: unknown options fail here, not when a node reads the file.
+    // Through the file's own type, so that what is written is what a node reads.
     let typed: FileConfig = serde_json::from_value(Value::Object(file))
         .map_err(|e| ConfigError(format!("cannot write the configuration as a file: {e}")))?;
     let body = toml::to_string(&typed)
@@ -136,6 +148,17 @@ mod tests {
         // The token stays out of the file, so the file alone configures no token.
         expected["discord"]["token"] = Value::Null;
         assert_eq!(again, expected, "{written}");
+        // A redacted password is not written as if it were one; nor is the data dir's own
+        // database, nor an option this build does not know.
+        let with_password = "store = \"postgres://u:hunter2@db/x\"\n";
+        let config = Config::resolve(dir, parse(with_password)).unwrap();
+        let written = as_toml(&config.redacted()).unwrap();
+        assert!(!written.contains("\nstore") && written.contains("DREAMOS_STORE"), "{written}");
+        let mut shown = Config::resolve(dir, FileConfig::default()).unwrap().redacted();
+        shown["future_option"] = Value::Bool(true);
+        let written = as_toml(&shown).unwrap();
+        assert!(!written.contains("\nstore"), "the data dir's SQLite is not pinned: {written}");
+        assert!(written.contains("# not set here: future_option"), "{written}");
         // Default workspace roots are left to the defaults, not pinned.
         let defaults = Config::resolve(dir, FileConfig::default()).unwrap();
         let written = as_toml(&defaults.redacted()).unwrap();

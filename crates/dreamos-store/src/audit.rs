@@ -49,9 +49,9 @@ pub struct AuditRecord {
 pub struct AuditFilter {
     /// Only entries with an id above this one.
     pub after: Option<i64>,
-    /// Entries whose actor contains this text, ignoring ASCII case.
+    /// Entries whose actor contains this text, ignoring case.
     pub actor: Option<String>,
-    /// Entries whose action contains this text, ignoring ASCII case.
+    /// Entries whose action contains this text, ignoring case.
     pub action: Option<String>,
     pub since_ms: Option<i64>,
     pub limit: usize,
@@ -258,13 +258,14 @@ fn record_from_row<R: RowLike>(r: &R) -> Result<AuditRecord> {
     })
 }
 
-/// A LIKE pattern matching values that contain `text` (lowercased; `%`, `_` and `\\` in it
-/// match themselves).
+/// A LIKE pattern (escape character `!`) matching values that contain `text`: its `%`, `_`
+/// and `!` match themselves. `!` rather than a backslash, whose meaning in a string literal
+/// depends on PostgreSQL's `standard_conforming_strings`.
 fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
-    for c in text.to_ascii_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
         }
         pattern.push(c);
     }
@@ -279,11 +280,12 @@ pub(crate) async fn read<C: Conn>(c: &mut C, f: &AuditFilter) -> Result<Vec<Audi
         values.push(after.into());
         clauses.push(format!("id > ${}", values.len()));
     }
-    // Both filters match text the field contains, ignoring ASCII case, on both backends.
+    // Both filters match text the field contains, ignoring case: each backend lowercases
+    // both sides with the same function, so they agree with each other.
     for (column, text) in [("actor", &f.actor), ("action", &f.action)] {
         if let Some(text) = text {
             values.push(contains_pattern(text).into());
-            clauses.push(format!("lower({column}) LIKE ${} ESCAPE '\\'", values.len()));
+            clauses.push(format!("lower({column}) LIKE lower(${}) ESCAPE '!'", values.len()));
         }
     }
     if let Some(since) = f.since_ms {

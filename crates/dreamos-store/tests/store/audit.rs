@@ -71,6 +71,8 @@ async fn actor_and_action_filters_match_text_they_contain(h: &Harness) {
     assert_eq!(count(Some("build%"), None).await, 0);
     assert_eq!(count(Some("_"), None).await, 1);
     assert_eq!(count(Some("\\"), None).await, 0);
+    assert_eq!(count(Some("!"), None).await, 0);
+    assert_eq!(count(Some("'"), None).await, 0);
     assert_eq!(count(Some("nobody"), None).await, 0);
 }
 
