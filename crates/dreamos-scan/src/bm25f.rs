@@ -45,6 +45,45 @@ pub(crate) struct Params<'a> {
     /// A factor per value of the `rank` fast field (kind and class of the document).
     pub factors: &'a [f32],
     pub limit: usize,
+    /// When the query asks for one name: tiers by how the document's name matches it.
+    pub name: Option<&'a NameTiers<'a>>,
+}
+
+/// Tiers for a query that asks for one name (`sym:Runtime`, or the single word `Runtime`):
+/// a definition with exactly that name first (types before the rest), then names that
+/// contain it, ordered by how much of the name it is; BM25F orders each tier.
+pub(crate) struct NameTiers<'a> {
+    pub field: Field,
+    /// The name's whole token, as the index holds it.
+    pub term: String,
+    /// How many tokens a definition named exactly so has in `field`.
+    pub tokens: u32,
+    /// Whether a rank code is a type's (class, struct, enum, ...).
+    pub is_type: &'a dyn Fn(u64) -> bool,
+    /// Whether a definition is named exactly so, when its token count leaves it in doubt
+    /// (an index splits some run-together names into extra pieces).
+    pub is_exact: &'a dyn Fn(DocAddress) -> bool,
+}
+
+/// Tier bonuses: far above any BM25F score, so that the tiers never mix.
+const EXACT: f32 = 1_000.0;
+const EXACT_TYPE: f32 = 1_100.0;
+const PARTIAL: f32 = 100.0;
+
+impl NameTiers<'_> {
+    /// The bonus of `doc` (which holds `term` in `field` with `norm` tokens there).
+    fn bonus(&self, code: u64, norm: u32, address: DocAddress) -> f32 {
+        // A file document's name is its module's: not a definition named so.
+        let definition = crate::index::rank_parts(code).1.is_some();
+        let exact = definition
+            && (norm == self.tokens
+                || (norm > self.tokens && norm <= self.tokens + 3 && (self.is_exact)(address)));
+        match exact {
+            true if (self.is_type)(code) => EXACT_TYPE,
+            true => EXACT,
+            false => PARTIAL * self.tokens as f32 / norm.max(self.tokens) as f32,
+        }
+    }
 }
 
 /// The best `limit` documents for `terms`, best first.
@@ -132,6 +171,27 @@ pub(crate) fn top_docs(
                 *scores.entry(doc).or_default() += term.weight * idf[t] * x / (p.k1 + x);
             }
         }
+        // Which documents hold the asked-for name in their name field, and how long it is.
+        let named: HashMap<DocId, u32> = match p.name {
+            Some(tiers) => {
+                let norms = segment.get_fieldnorms_reader(tiers.field)?;
+                let key = Term::from_field_text(tiers.field, &tiers.term);
+                let mut found = HashMap::new();
+                if let Some(mut postings) = segment
+                    .inverted_index(tiers.field)?
+                    .read_postings(&key, IndexRecordOption::Basic)
+                    .map_err(|e| ScanError::Index(e.into()))?
+                {
+                    let mut doc = postings.doc();
+                    while doc != TERMINATED {
+                        found.insert(doc, norms.fieldnorm(doc));
+                        doc = postings.advance();
+                    }
+                }
+                found
+            }
+            None => HashMap::new(),
+        };
         let alive = segment.alive_bitset();
         for (doc, score) in scores {
             if alive.is_some_and(|a| a.is_deleted(doc)) {
@@ -147,7 +207,12 @@ pub(crate) fn top_docs(
                 continue;
             }
             let factor = p.factors.get((code % 64) as usize).copied().unwrap_or(1.0);
-            best.push((score * factor, DocAddress::new(ord as u32, doc)));
+            let address = DocAddress::new(ord as u32, doc);
+            let bonus = match (p.name, named.get(&doc)) {
+                (Some(tiers), Some(&norm)) => tiers.bonus(code, norm, address),
+                _ => 0.0,
+            };
+            best.push((score * factor + bonus, address));
         }
         keep_best(&mut best, p.limit);
     }

@@ -374,6 +374,60 @@ impl Index {
         };
         let factors = knobs.factors();
         let wanted = options.offset + options.limit + 1;
+        // A query for one name ranks the definitions named exactly so first.
+        let asked = asked_name(q).and_then(|name| {
+            let tokens = tokenize::tokens(name);
+            let term = tokens.first()?.clone();
+            let held = searcher.doc_freq(&Term::from_field_text(f.name, &term)).unwrap_or(0) > 0;
+            held.then_some((name, term, tokens.len() as u32))
+        });
+        let names_checked =
+            std::cell::RefCell::new((0usize, std::collections::HashMap::<u64, Vec<String>>::new()));
+        // The facts stay locked from here to the end: hits are read from them below.
+        let facts = self.facts();
+        let is_exact = |address: DocAddress| -> bool {
+            let Some((name, ..)) = &asked else { return false };
+            let mut checked = names_checked.borrow_mut();
+            let (count, names) = &mut *checked;
+            let columns = searcher.segment_reader(address.segment_ord).fast_fields();
+            let read = |column: &str| {
+                columns.u64(column).ok().map(|c| c.first_or_default_col(0).get_val(address.doc_id))
+            };
+            let (Some(file_id), Some(idx)) = (read("file_id"), read("idx")) else { return false };
+            let listed = match names.entry(file_id) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    // Reading a file's definitions is the cost; a query reads a bounded number.
+                    *count += 1;
+                    if *count > 500 {
+                        return false;
+                    }
+                    slot.insert(
+                        facts
+                            .file_by_id(file_id as i64)
+                            .ok()
+                            .flatten()
+                            .map(|(_, symbols)| symbols.into_iter().map(|s| s.name).collect())
+                            .unwrap_or_default(),
+                    )
+                }
+            };
+            listed.get(idx as usize).is_some_and(|n: &String| n.eq_ignore_ascii_case(name))
+        };
+        let is_type = |code: u64| {
+            use crate::SymbolKind as K;
+            matches!(
+                crate::index::rank_parts(code).1,
+                Some(K::Class | K::Struct | K::Enum | K::Union | K::Interface | K::Trait | K::Type)
+            )
+        };
+        let tiers = asked.as_ref().map(|(_, term, tokens)| bm25f::NameTiers {
+            field: f.name,
+            term: term.clone(),
+            tokens: *tokens,
+            is_type: &is_type,
+            is_exact: &is_exact,
+        });
         let params = bm25f::Params {
             fields: &fields,
             k1: knobs.k1,
@@ -381,13 +435,13 @@ impl Index {
             accept: &accept,
             factors: &factors,
             limit: wanted,
+            name: tiers.as_ref(),
         };
         let top = bm25f::top_docs(searcher, &terms, &params)?;
         let more = top.len() > options.offset + options.limit;
         let page: Vec<(f32, DocAddress)> =
             top.into_iter().skip(options.offset).take(options.limit).collect();
         let mut hits = Vec::with_capacity(page.len());
-        let facts = self.facts();
         for (score, address) in page {
             let columns = searcher.segment_reader(address.segment_ord).fast_fields();
             let read = |name: &str| -> Result<u64, ScanError> {
@@ -655,6 +709,17 @@ impl Index {
 }
 
 /// Long lines are cut for display.
+/// The one name a query asks for, if that is all it asks: `sym:NAME` alone, or a single
+/// identifier-like word (filters aside).
+fn asked_name(q: &Query) -> Option<&str> {
+    let identifier = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_alphanumeric() || c == '_');
+    match (q.sym.as_slice(), q.words.as_slice()) {
+        ([name], []) => Some(name.as_str()),
+        ([], [word]) if identifier(word) => Some(word.as_str()),
+        _ => None,
+    }
+}
+
 fn clip(line: &str) -> String {
     let line = line.trim_end_matches('\r');
     if line.len() <= 300 {

@@ -157,3 +157,90 @@ fn bad_queries_get_clear_errors() {
     let too_many = SearchOptions { limit: dreamos_scan::MAX_LIMIT + 1, ..SearchOptions::default() };
     assert!(t.index.search("x", &too_many).is_err());
 }
+
+/// A tree shaped like the ones where exact names used to rank low: tokio's `Runtime` among
+/// dozens of names containing it, and the standard library's `HTTPConnection` among its own
+/// methods and its subclasses.
+fn exact_name_tree() -> crate::Indexed {
+    let tree = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = tree.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "src/runtime/mod.rs",
+        "/// The runtime.\npub struct Runtime {\n    handle: Handle,\n}\n\nimpl Runtime {\n    pub fn new() -> Runtime {\n        Runtime { handle: Handle }\n    }\n}\n\npub struct Handle;\n",
+    );
+    for (i, name) in
+        ["Enter", "Local", "Current", "Blocking", "Scheduler", "Owned", "Shared", "Builder"]
+            .iter()
+            .enumerate()
+    {
+        let body = "    let rt: Runtime = Runtime::new(); // Runtime runtime Runtime\n".repeat(4);
+        write(
+            &format!("src/runtime/part{i}.rs"),
+            &format!(
+                "/// A {name} runtime: wraps a Runtime.\npub struct {name}Runtime {{\n    inner: Runtime,\n}}\n\n/// Makes a {name} runtime.\npub fn create_{lower}_runtime() -> {name}Runtime {{\n{body}    todo!()\n}}\n\npub fn enter_{lower}_runtime(rt: &Runtime) {{\n{body}}}\n",
+                lower = name.to_lowercase()
+            ),
+        );
+    }
+    let mut methods = String::new();
+    for m in [
+        "connect",
+        "close",
+        "send",
+        "putrequest",
+        "putheader",
+        "endheaders",
+        "request",
+        "getresponse",
+        "set_debuglevel",
+        "set_tunnel",
+    ] {
+        methods.push_str(&format!(
+            "    def {m}(self):\n        \"\"\"{m} on this HTTPConnection.\"\"\"\n        return HTTPConnection.{m}(self)\n\n"
+        ));
+    }
+    write(
+        "lib/http/client.py",
+        &format!(
+            "class HTTPConnection:\n    \"\"\"A connection to an HTTP server.\"\"\"\n\n{methods}\nclass HTTPSConnection(HTTPConnection):\n    \"\"\"HTTPConnection over TLS.\"\"\"\n\n    def connect(self):\n        HTTPConnection.connect(self)\n"
+        ),
+    );
+    // A run-together name the index also holds as the words its file uses (`get root`).
+    write(
+        "lib/xml/tree.py",
+        "def get_root_node(tree):\n    \"\"\"Get the root node of a tree.\"\"\"\n    return tree.root\n\n\ndef getroot(tree):\n    \"\"\"Get the root.\"\"\"\n    return get_root_node(tree)\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let index = dreamos_scan::Index::open(data.path(), tree.path(), Default::default()).unwrap();
+    index.update(&mut |_| {}).unwrap();
+    crate::Indexed { tree, data, index }
+}
+
+#[test]
+fn an_exact_name_outranks_names_that_contain_it() {
+    let t = exact_name_tree();
+    let first = |q: &str| {
+        let r = t.index.search(q, &SearchOptions::default()).unwrap();
+        let hit = r.hits.into_iter().next().unwrap_or_else(|| panic!("no hit for {q}"));
+        (hit.symbol.unwrap_or_default(), hit.kind.unwrap_or_default())
+    };
+    let runtime = ("Runtime".to_string(), "struct".to_string());
+    assert_eq!(first("sym:Runtime"), runtime);
+    assert_eq!(first("Runtime"), runtime);
+    assert_eq!(first("runtime"), runtime, "case does not decide what is exact");
+    // A type outranks its own members, and the classes built on it, for its own name.
+    let class = ("HTTPConnection".to_string(), "class".to_string());
+    assert_eq!(first("HTTPConnection"), class);
+    assert_eq!(first("sym:HTTPConnection"), class);
+    // Exact, although the index holds that name with extra pieces: checked by its name.
+    let r = t.index.search("getroot", &SearchOptions::default()).unwrap();
+    assert_eq!(r.hits[0].symbol.as_deref(), Some("getroot"));
+    assert!(r.hits[0].score > 1_000.0, "in the exact tier: {:?}", r.hits[0]);
+    // Names containing the word still follow it.
+    let all = hits(&t.index, "sym:Runtime");
+    assert!(all.len() > 8, "{all:?}");
+}
