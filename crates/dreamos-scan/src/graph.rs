@@ -217,7 +217,8 @@ impl Resolver<'_> {
             for _ in 1..dots {
                 pkg = parent(&pkg).to_string();
             }
-            let base = join(&pkg, &module_path);
+            // `from . import x` names the package itself: no empty path segment after it.
+            let base = if module_path.is_empty() { pkg } else { join(&pkg, &module_path) };
             let mut out: Vec<String> = Vec::new();
             if !module.is_empty()
                 && let Some(m) = as_module(&base)

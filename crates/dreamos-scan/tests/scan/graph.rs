@@ -103,3 +103,52 @@ fn cycles_dependents_and_exports() {
     let modules = g.by_directory();
     assert!(modules.edges.iter().any(|e| e.from == "cmd/app" && e.to == "store"));
 }
+
+/// Python's relative imports, in every form: `from . import m`, `from .. import m`,
+/// `from .m import x`, `from ..m import x`, `from .sub import m` and `from .. import name`
+/// where the name is not a module (the package's `__init__.py`).
+#[test]
+fn python_relative_imports_resolve_in_every_form() {
+    let tree = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = tree.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("pkg/__init__.py", "VERSION = 1\n");
+    write(
+        "pkg/a.py",
+        "from . import b\nfrom .c import x\nfrom .sub import d\nfrom .. import top\n",
+    );
+    for empty in
+        ["pkg/b.py", "pkg/c.py", "pkg/sub/__init__.py", "pkg/sub/d.py", "pkg/sub/e.py", "top.py"]
+    {
+        write(empty, "");
+    }
+    write("pkg/sub/f.py", "from .. import b, VERSION\nfrom ..c import x\nfrom . import e\n");
+    let data = tempfile::tempdir().unwrap();
+    let index = dreamos_scan::Index::open(data.path(), tree.path(), Default::default()).unwrap();
+    index.update(&mut |_| {}).unwrap();
+    let g = index.graph().unwrap();
+    let edges: BTreeSet<(String, String)> =
+        g.edges.iter().map(|e| (e.from.clone(), e.to.clone())).collect();
+    for (from, to) in [
+        ("pkg/a.py", "pkg/b.py"),
+        ("pkg/a.py", "pkg/c.py"),
+        ("pkg/a.py", "pkg/sub/d.py"),
+        ("pkg/a.py", "top.py"),
+        ("pkg/sub/f.py", "pkg/b.py"),
+        ("pkg/sub/f.py", "pkg/c.py"),
+        ("pkg/sub/f.py", "pkg/sub/e.py"),
+    ] {
+        assert!(edges.contains(&(from.into(), to.into())), "missing {from} -> {to}: {edges:#?}");
+    }
+    // No relative import is taken for an external module named `.` or `..`.
+    let external: Vec<&str> = g.external.iter().map(|e| e.import.as_str()).collect();
+    assert!(external.iter().all(|i| !i.starts_with('.')), "{external:?}");
+    // And the dependents of a module follow relative imports.
+    let dependents: Vec<String> =
+        g.dependents("pkg/b.py", usize::MAX).into_iter().map(|d| d.path).collect();
+    assert!(dependents.contains(&"pkg/a.py".to_string()), "{dependents:?}");
+    assert!(dependents.contains(&"pkg/sub/f.py".to_string()), "{dependents:?}");
+}
