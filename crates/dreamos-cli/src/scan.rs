@@ -71,8 +71,9 @@ pub struct SearchArgs {
 
 #[derive(Args)]
 pub struct MetricsArgs {
-    /// A directory or file inside a workspace (default: the current directory). An
-    /// unindexed tree is indexed first.
+    /// A directory or file inside a workspace (default: the workspace around the current
+    /// directory, or the data dir's only one). A PATH outside every workspace is indexed
+    /// first; the current directory never is unless named.
     path: Option<PathBuf>,
     /// How many hotspots (most complex functions) to show.
     #[arg(long, default_value_t = 20)]
@@ -81,12 +82,14 @@ pub struct MetricsArgs {
 
 #[derive(Args)]
 pub struct GraphArgs {
-    /// A directory inside a workspace (default: the current directory).
+    /// A directory inside a workspace (default: the workspace around the current directory,
+    /// or the data dir's only one). A PATH outside every workspace is indexed first.
     path: Option<PathBuf>,
     /// Print the graph as json, dot (Graphviz) or mermaid.
     #[arg(long)]
     format: Option<String>,
-    /// List the import cycles (strongly connected components).
+    /// List the import cycles: each group of files that import each other, with a real path
+    /// of imports around it.
     #[arg(long)]
     cycles: bool,
     /// List what depends on this file (path, or the end of one), nearest first.
@@ -173,6 +176,33 @@ fn workspaces(data_dir: &Path, only: Option<&str>) -> Result<Vec<Workspace>> {
     Ok(all)
 }
 
+/// One line saying what an update did: the same after `dreamos index` and after a node's
+/// `index` task (`workspace index --wait`).
+pub fn summary_line(workspace: &str, s: &dreamos_scan::UpdateSummary) -> String {
+    if s.added + s.changed + s.deleted == 0 {
+        return format!(
+            "{workspace}: unchanged ({} files, {} skipped), checked in {:.2} s",
+            s.files,
+            s.skipped.len(),
+            s.seconds
+        );
+    }
+    let mb = s.bytes_read as f64 / 1e6;
+    format!(
+        "{workspace}: {} files indexed ({} added, {} changed, {} unchanged, {} deleted, {} skipped), \
+         {} definitions in the files read, {mb:.1} MB in {:.2} s ({:.1} MB/s)",
+        s.files,
+        s.added,
+        s.changed,
+        s.unchanged,
+        s.deleted,
+        s.skipped.len(),
+        s.symbols,
+        s.seconds,
+        mb / s.seconds.max(1e-9)
+    )
+}
+
 pub fn index(data_dir: &Path, args: &IndexArgs, json_out: bool) -> Result<i32> {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
     let ws = registry(data_dir)
@@ -194,7 +224,7 @@ pub fn index(data_dir: &Path, args: &IndexArgs, json_out: bool) -> Result<i32> {
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} files, {binary_bytes_per_sec} ({eta} left)",
+            "{spinner} {msg} [{bar:30}] {pos}/{len} files ({eta} left)",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -206,31 +236,24 @@ pub fn index(data_dir: &Path, args: &IndexArgs, json_out: bool) -> Result<i32> {
         bar.set_length(p.files_total as u64);
         bar.set_position(p.files_done as u64);
         bytes_seen = p.bytes_done;
+        // The bar counts files; bytes and their rate go in the message, in their own unit.
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!(
+            "indexing {}: {:.1} MB, {:.1} MB/s",
+            ws.name,
+            p.bytes_done as f64 / 1e6,
+            p.bytes_done as f64 / 1e6 / secs
+        ));
     })?;
     bar.finish_and_clear();
     let mb = bytes_seen as f64 / 1e6;
-    let secs = started.elapsed().as_secs_f64();
     if json_out {
         println!(
             "{}",
             json!({ "workspace": ws.name, "root": ws.root, "summary": summary, "mb": mb })
         );
     } else {
-        println!(
-            "{}: {} files indexed ({} added, {} changed, {} unchanged, {} deleted, {} skipped), \
-             {} definitions, {:.1} MB in {:.2} s ({:.1} MB/s)",
-            ws.name,
-            summary.files,
-            summary.added,
-            summary.changed,
-            summary.unchanged,
-            summary.deleted,
-            summary.skipped.len(),
-            summary.symbols,
-            mb,
-            secs,
-            mb / secs.max(1e-9)
-        );
+        println!("{}", summary_line(&ws.name, &summary));
         for s in summary.skipped.iter().filter(|s| s.reason.contains("symlink")).take(20) {
             eprintln!("skipped {}: {}", s.path, s.reason);
         }
@@ -438,17 +461,42 @@ fn workspace_at(
     path: Option<&Path>,
     json_out: bool,
 ) -> Result<(Index, Option<String>)> {
+    let explicit = path.is_some();
     let path = path.unwrap_or(Path::new("."));
-    let target = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
+    let mut target =
+        path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
     let r = registry(data_dir);
-    let ws = r
-        .list()?
-        .into_iter()
+    let all = r.list()?;
+    let around = all
+        .iter()
         .filter(|w| target.starts_with(&w.root))
-        .max_by_key(|w| w.root.as_os_str().len());
-    let ws = match ws {
+        .max_by_key(|w| w.root.as_os_str().len())
+        .cloned();
+    let ws = match around {
         Some(ws) => ws,
-        None => r.add(None, &target)?,
+        // A tree named on the command line is indexed first; the current directory never is
+        // without being asked (from `/tmp` that would be thousands of files).
+        None if explicit => r.add(None, &target)?,
+        None => match all.as_slice() {
+            [only] => {
+                if !json_out {
+                    eprintln!(
+                        "(the current directory is in no workspace: showing workspace {})",
+                        only.name
+                    );
+                }
+                target = only.root.clone();
+                only.clone()
+            }
+            [] => bail!(
+                "no workspace is indexed in {} yet: give a PATH (it is indexed first), or run `dreamos index PATH`",
+                data_dir.display()
+            ),
+            many => bail!(
+                "the current directory is in no workspace: give a PATH inside one of {}",
+                many.iter().map(|w| w.root.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        },
     };
     let index = open(data_dir, &ws)?;
     let summary = match index.update(&mut |_| {}) {
@@ -566,10 +614,15 @@ pub fn graph(data_dir: &Path, args: &GraphArgs, json_out: bool) -> Result<i32> {
     if args.cycles {
         let cycles = graph.cycles();
         for c in &cycles {
+            // The group's files, and one real path of imports around it.
+            let path = graph.cycle_path(c);
             if json_out {
-                writeln!(out, "{}", json!({ "size": c.len(), "nodes": c }))?;
+                writeln!(out, "{}", json!({ "size": c.len(), "nodes": c, "path": path }))?;
+            } else if path.len() == c.len() + 1 {
+                writeln!(out, "cycle of {}: {}", c.len(), path.join(" -> "))?;
             } else {
-                writeln!(out, "cycle of {}: {}", c.len(), c.join(" -> "))?;
+                writeln!(out, "{} files import each other: {}", c.len(), c.join(", "))?;
+                writeln!(out, "  for example: {}", path.join(" -> "))?;
             }
         }
         if !json_out && cycles.is_empty() {

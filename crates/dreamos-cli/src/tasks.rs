@@ -284,7 +284,16 @@ pub async fn workspace(cli: &Cli, command: &WorkspaceCommand) -> Result<i32> {
                     if !cli.json {
                         eprintln!();
                     }
-                    output::task_detail(&t, cli.json);
+                    // Done: the same one-line summary as a local `dreamos index`.
+                    let summary = serde_json::from_value::<dreamos_scan::UpdateSummary>(
+                        t["result"]["summary"].clone(),
+                    );
+                    match summary {
+                        Ok(s) if state == "succeeded" && !cli.json => {
+                            println!("{}", crate::scan::summary_line(name, &s));
+                        }
+                        _ => output::task_detail(&t, cli.json),
+                    }
                     return Ok(if state == "succeeded" { 0 } else { 2 });
                 }
             }

@@ -470,6 +470,50 @@ impl Graph {
         adj
     }
 
+    /// A real import path around a group of [`Graph::cycles`]: the shortest cycle through its
+    /// first node, along edges inside the group, ending where it began (`[a, c, b, a]`). A
+    /// group's sorted list is not a path: `a -> b` need not be an edge.
+    pub fn cycle_path(&self, group: &[String]) -> Vec<String> {
+        let Some(start) = group.first() else { return Vec::new() };
+        let inside: BTreeSet<&str> = group.iter().map(String::as_str).collect();
+        let adj = self.adjacency(false);
+        let next = |n: &str| -> Vec<&str> {
+            let mut out: Vec<&str> = adj
+                .get(n)
+                .map(|v| v.iter().copied().filter(|t| inside.contains(t)).collect())
+                .unwrap_or_default();
+            out.sort_unstable();
+            out.dedup();
+            out
+        };
+        // Breadth first from the start's successors back to the start.
+        let mut came_from: HashMap<&str, &str> = HashMap::new();
+        let mut queue: VecDeque<&str> = VecDeque::new();
+        queue.push_back(start.as_str());
+        while let Some(node) = queue.pop_front() {
+            for succ in next(node) {
+                if succ == start.as_str() {
+                    // Back from the last node to the start, then turned around.
+                    let mut back = Vec::new();
+                    let mut at = node;
+                    while at != start.as_str() {
+                        back.push(at.to_string());
+                        at = came_from[at];
+                    }
+                    let mut path = vec![start.clone()];
+                    path.extend(back.into_iter().rev());
+                    path.push(start.clone());
+                    return path;
+                }
+                if !came_from.contains_key(succ) {
+                    came_from.insert(succ, node);
+                    queue.push_back(succ);
+                }
+            }
+        }
+        Vec::new()
+    }
+
     /// Groups of nodes that all reach each other (Tarjan's algorithm, iteratively), largest
     /// first; only groups of two or more.
     pub fn cycles(&self) -> Vec<Vec<String>> {

@@ -230,7 +230,10 @@ fn search_with_server_asks_the_node() {
         String::from_utf8(out.stdout).unwrap()
     };
     ok(node.cli(&["workspace", "add", "shop", src.to_str().unwrap()]));
-    ok(node.cli(&["workspace", "index", "shop", "--wait"]));
+    // The node's index task ends with the same one-line summary as a local `index`.
+    let done = ok(node.cli(&["workspace", "index", "shop", "--wait"]));
+    assert!(done.trim().starts_with("shop: "), "{done}");
+    assert!(done.contains("files indexed") || done.contains("unchanged ("), "{done}");
     // Another data dir, with no index at all: only the node can answer.
     let elsewhere = tempfile::tempdir().unwrap();
     let remote = |token: &str, args: &[&str]| {
@@ -261,4 +264,43 @@ fn search_with_server_asks_the_node() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("does not serve"), "{command}");
     }
     node.terminate();
+}
+
+/// `metrics` and `graph` with no PATH use the data dir's workspace, or ask for a path: they
+/// never index the current directory unasked. A second `index` of an unchanged tree says so.
+#[test]
+fn no_path_means_the_workspace_never_the_current_directory() {
+    let (data, tree) = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("stray.py"), "def stray():\n    pass\n").unwrap();
+    let here = |args: &[&str]| {
+        Command::new(BIN)
+            .current_dir(elsewhere.path())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // No workspace yet: asked for a path; nothing was indexed.
+    for command in ["metrics", "graph"] {
+        let out = here(&[command]);
+        assert!(!out.status.success(), "{command} indexed the current directory");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("give a PATH"), "{command}");
+    }
+    let search = dreamos(data.path(), &["search", "stray"]);
+    assert!(String::from_utf8_lossy(&search.stderr).contains("no workspace indexed yet"));
+
+    let root = tree.path().to_str().unwrap();
+    let first = ok(dreamos(data.path(), &["index", root, "--name", "fixture"]));
+    assert!(first.contains("files indexed") && first.contains("definitions"), "{first}");
+    let again = ok(dreamos(data.path(), &["index", root, "--name", "fixture"]));
+    assert!(again.starts_with("fixture: unchanged ("), "{again}");
+
+    // One workspace: that one is shown, and the stray tree stays unindexed.
+    let metrics: Value = serde_json::from_str(&ok(here(&["--json", "metrics"]))).unwrap();
+    let whole: Value =
+        serde_json::from_str(&ok(dreamos(data.path(), &["--json", "metrics", root]))).unwrap();
+    assert_eq!(metrics["files"], whole["files"]);
+    assert!(found(data.path(), "stray").is_empty(), "the current directory was indexed");
 }

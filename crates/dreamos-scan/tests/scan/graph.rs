@@ -152,3 +152,25 @@ fn python_relative_imports_resolve_in_every_form() {
     assert!(dependents.contains(&"pkg/a.py".to_string()), "{dependents:?}");
     assert!(dependents.contains(&"pkg/sub/f.py".to_string()), "{dependents:?}");
 }
+
+/// A cycle is printed as a path of real imports, not as its files in alphabetical order:
+/// here `a` imports `c`, `c` imports `b` and `b` imports `a`, so `a -> b` is no edge.
+#[test]
+fn a_cycle_is_a_path_of_real_imports() {
+    let tree = tempfile::tempdir().unwrap();
+    for (name, imports) in [("a", "c"), ("b", "a"), ("c", "b"), ("d", "a")] {
+        std::fs::write(tree.path().join(format!("{name}.py")), format!("import {imports}\n"))
+            .unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let index = dreamos_scan::Index::open(data.path(), tree.path(), Default::default()).unwrap();
+    index.update(&mut |_| {}).unwrap();
+    let g = index.graph().unwrap();
+    let cycles = g.cycles();
+    assert_eq!(cycles, vec![vec!["a.py", "b.py", "c.py"]]);
+    let path = g.cycle_path(&cycles[0]);
+    assert_eq!(path, ["a.py", "c.py", "b.py", "a.py"]);
+    let edges: BTreeSet<(&str, &str)> =
+        g.edges.iter().map(|e| (e.from.as_str(), e.to.as_str())).collect();
+    assert!(path.windows(2).all(|w| edges.contains(&(w[0].as_str(), w[1].as_str()))));
+}
