@@ -112,9 +112,11 @@ fn rust_def(node: Node<'_>, k: &str, src: &[u8], in_type: bool) -> Option<Def> {
         "enum_item" => SymbolKind::Enum,
         "union_item" => SymbolKind::Union,
         "trait_item" => SymbolKind::Trait,
-        "mod_item" if field(node, "body").is_some() => SymbolKind::Module,
+        // `mod x { ... }` and `mod x;` (whose body is the file `x.rs`) both define `x`.
+        "mod_item" => SymbolKind::Module,
         "const_item" | "static_item" => SymbolKind::Constant,
-        "type_item" => SymbolKind::Type,
+        // `type Item;` in a trait is a definition, as `type Item = T;` in an impl is.
+        "type_item" | "associated_type" => SymbolKind::Type,
         "macro_definition" => SymbolKind::Macro,
         "impl_item" => {
             let mut ty = field(node, "type")?;

@@ -58,23 +58,27 @@ fn rust() {
         Lang::Rust,
         "rust.rs",
         expect![[r#"
-        constant MAX_AGE_SECS 9-9 @9:11 | pub const MAX_AGE_SECS: u64 | doc: Entries older than this are dropped.
-        struct Cache 12-15 @12:12 | pub struct Cache<S: Store> | doc: A cache in front of a store.
-        enum Entry 18-21 @18:10 | pub enum Entry
-        trait Evict 23-26 @23:11 | pub trait Evict
-        method Evict::victim 25-25 @25:8 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | fn victim(&self) -> Option<String>; | doc: Chooses what to drop.
-        impl Cache 28-49 @28:16 | impl<S: Store> Cache<S>
-        method Cache::get 30-38 @30:12 cc=4 cog=2 nest=1 params=3 lines=9/0/0 | pub fn get(&mut self, key: &str, now: u64) -> Option<Vec<u8>> | doc: Reads through the cache.
-        method Cache::refresh 40-48 @40:8 cc=4 cog=4 nest=2 params=2 lines=9/0/0 | fn refresh(&mut self, key: &str) -> Option<Vec<u8>>
-        macro cached 51-55 @51:14 | macro_rules! cached { ($e:expr) => { $e }; }
-        import Import std::collections::HashMap @3
-        import Import crate::store::Store @4
-        import Import crate::store::Key @4
-        import ModDecl eviction @6
-        calls: Some alive clone from get is_empty load refresh
-        types: Cache Entry HashMap Option S Store String Vec
-        lines 41/6/8 errors=0
-    "#]],
+            module eviction 6-6 @6:5 | mod eviction;
+            constant MAX_AGE_SECS 9-9 @9:11 | pub const MAX_AGE_SECS: u64 | doc: Entries older than this are dropped.
+            struct Cache 12-15 @12:12 | pub struct Cache<S: Store> | doc: A cache in front of a store.
+            enum Entry 18-21 @18:10 | pub enum Entry
+            trait Evict 23-26 @23:11 | pub trait Evict
+            method Evict::victim 25-25 @25:8 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | fn victim(&self) -> Option<String>; | doc: Chooses what to drop.
+            impl Cache 28-49 @28:16 | impl<S: Store> Cache<S>
+            method Cache::get 30-38 @30:12 cc=4 cog=2 nest=1 params=3 lines=9/0/0 | pub fn get(&mut self, key: &str, now: u64) -> Option<Vec<u8>> | doc: Reads through the cache.
+            method Cache::refresh 40-48 @40:8 cc=4 cog=4 nest=2 params=2 lines=9/0/0 | fn refresh(&mut self, key: &str) -> Option<Vec<u8>>
+            macro cached 51-55 @51:14 | macro_rules! cached { ($e:expr) => { $e }; }
+            trait Cached 58-62 @58:11 | pub trait Cached | doc: Something that can be read from a cache.
+            type Cached::Output 60-60 @60:10 | type Output; | doc: What reading gives.
+            method Cached::read 61-61 @61:8 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | fn read(&self) -> Self::Output;
+            import Import std::collections::HashMap @3
+            import Import crate::store::Store @4
+            import Import crate::store::Key @4
+            import ModDecl eviction @6
+            calls: Some alive clone from get is_empty load refresh
+            types: Cache Entry HashMap Option S Store String Vec
+            lines 45/8/9 errors=0
+        "#]],
     );
 }
 
