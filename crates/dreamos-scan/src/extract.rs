@@ -30,8 +30,12 @@ thread_local! {
 /// Parses `src` as `lang` and extracts its facts. `None` only when parsing was abandoned
 /// (over the time budget).
 pub fn extract(lang: Lang, src: &[u8]) -> Option<FileFacts> {
-    let tree = parse(lang, src)?;
-    Some(extract_tree(lang, src, &tree))
+    let src: std::borrow::Cow<'_, [u8]> = match lang {
+        Lang::C | Lang::Cpp => crate::cmacro::parenthesize_macro_conditions(src),
+        _ => src.into(),
+    };
+    let tree = parse(lang, &src)?;
+    Some(extract_tree(lang, &src, &tree))
 }
 
 pub(crate) fn parse(lang: Lang, src: &[u8]) -> Option<Tree> {

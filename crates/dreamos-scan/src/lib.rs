@@ -2,6 +2,7 @@
 //! references and imports, and indexes them for code search, structure metrics and
 //! dependency graphs. It knows nothing of tasks, HTTP or Discord.
 mod bm25f;
+mod cmacro;
 mod compound;
 mod error;
 mod expand;

@@ -260,6 +260,13 @@ fn c_def(lang: Lang, node: Node<'_>, k: &str, src: &[u8], in_type: bool) -> Opti
     match k {
         "function_definition" => {
             let (name, scope) = declarator_name(field(node, "declarator")?, src)?;
+            // Error recovery can make a "function" of `if (...) {`: no definition is named
+            // after a keyword.
+            const KEYWORDS: [&str; 8] =
+                ["if", "else", "while", "for", "switch", "return", "do", "sizeof"];
+            if KEYWORDS.contains(&text(name, src)) {
+                return None;
+            }
             let mut def = named(SymbolKind::Function, name, src)?;
             if in_type || (lang == Lang::Cpp && !scope.is_empty()) {
                 def.kind = SymbolKind::Method;

@@ -282,3 +282,38 @@ fn syntax_errors_do_not_hide_the_rest_of_the_file() {
     assert_eq!(names, ["first", "mid", "second"]);
     assert!(facts.syntax_errors > 0);
 }
+
+/// mimalloc's `if mi_unlikely(x) {` idiom: the function keeps its whole body and its
+/// branches, and no block becomes a "function" named after a keyword or an argument.
+#[test]
+fn c_macro_conditions_keep_their_function_whole() {
+    let src = b"#define mi_unlikely(x) __builtin_expect(!!(x), false)
+#define mi_likely(x) __builtin_expect(!!(x), true)
+
+static void* page_malloc(mi_heap_t* heap, mi_page_t* page, size_t size, bool zero) {
+  mi_block_t* const block = page->free;
+  if mi_unlikely(block == NULL) {
+    return malloc_generic(heap, size, zero, 0);
+  }
+  if mi_likely(zero) {
+    block->next = 0;
+  }
+  else if mi_unlikely(size > 64) {
+    memzero(block, size);
+  }
+  while mi_likely(size > 0) { size--; }
+  return block;
+}
+
+int after(void) { return 1; }
+";
+    let facts = extract(Lang::C, src).unwrap();
+    let functions: Vec<(&str, u32, u32, u32)> = facts
+        .symbols
+        .iter()
+        .filter(|s| s.kind.as_str() == "function")
+        .map(|s| (s.name.as_str(), s.line, s.end_line, s.metrics.map_or(0, |m| m.cyclomatic)))
+        .collect();
+    // Four decisions (three ifs and a while) and the function itself: 5.
+    assert_eq!(functions, [("page_malloc", 4, 17, 5), ("after", 19, 19, 1)], "{facts:#?}");
+}
