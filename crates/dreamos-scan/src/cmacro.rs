@@ -46,7 +46,8 @@ pub(crate) fn parenthesize_macro_conditions(src: &[u8]) -> Cow<'_, [u8]> {
 fn in_comment(src: &[u8], at: usize) -> bool {
     let line_start = src[..at].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
     let line = &src[line_start..at];
-    let trimmed = line.iter().skip_while(|b| b.is_ascii_whitespace()).copied().collect::<Vec<_>>();
+    let first = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
+    let trimmed = &line[first..];
     trimmed.starts_with(b"*") || trimmed.starts_with(b"/*") || line.windows(2).any(|w| w == b"//")
 }
 
