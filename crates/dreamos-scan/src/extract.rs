@@ -226,9 +226,17 @@ impl<'t> Walker<'_, 't> {
             params: rules::parameter_count(self.lang, node, self.src),
             ..FunctionMetrics::default()
         });
+        // The function a definition holds (`f = () => ...`) is the definition's own body,
+        // not a closure inside it; through any parentheses around it.
         if def.kind.is_callable()
-            && let Some(value) = node.child_by_field_name("value")
+            && let Some(mut value) =
+                node.child_by_field_name("value").or_else(|| node.child_by_field_name("right"))
         {
+            while value.kind() == "parenthesized_expression"
+                && let Some(inner) = value.named_child(0)
+            {
+                value = inner;
+            }
             self.own_lambdas.insert(value.id());
         }
         let index = self.symbols.len();

@@ -170,10 +170,45 @@ fn js_def(cx: &Context<'_, '_>, node: Node<'_>, k: &str, src: &[u8], in_type: bo
         "type_alias_declaration" => SymbolKind::Type,
         "enum_declaration" => SymbolKind::Enum,
         "internal_module" | "module" => SymbolKind::Module,
-        // `const f = () => ...`, `let C = class {...}`, `const MAX = 3` (top level).
+        // `Foo.prototype.bar = function () {}` (a method of `Foo`), `exports.qux = () => {}`,
+        // `module.exports.baz = function baz() {}`.
+        "assignment_expression" => {
+            let left = field(node, "left").filter(|l| l.kind() == "member_expression")?;
+            if !is_function_value(unparen(field(node, "right")?).kind()) {
+                return None;
+            }
+            let mut def = named(SymbolKind::Function, field(left, "property")?, src)?;
+            let object = field(left, "object")?;
+            if object.kind() == "member_expression"
+                && field(object, "property").is_some_and(|p| text(p, src) == "prototype")
+            {
+                def.kind = SymbolKind::Method;
+                def.scope.push(text(field(object, "object")?, src).to_string());
+            }
+            return Some(def);
+        }
+        // `{ load: function () {}, save: (x) => x }`: the object's functions.
+        "pair" => {
+            let key = field(node, "key")
+                .filter(|k| matches!(k.kind(), "property_identifier" | "identifier"))?;
+            if !is_function_value(unparen(field(node, "value")?).kind()) {
+                return None;
+            }
+            return named(callable(in_type), key, src);
+        }
+        // `class A { handle = () => {} }`: a method held in a field.
+        "field_definition" | "public_field_definition" => {
+            if !is_function_value(unparen(field(node, "value")?).kind()) {
+                return None;
+            }
+            let name = field(node, "property").or_else(|| field(node, "name"))?;
+            return named(SymbolKind::Method, name, src);
+        }
+        // `const f = () => ...`, `let C = class {...}`, `const MAX = 3` (top level), and
+        // `var f = (function f() {...})`.
         "variable_declarator" => {
             let name = field(node, "name").filter(|n| n.kind() == "identifier")?;
-            let value = field(node, "value");
+            let value = field(node, "value").map(unparen);
             let kind = match value.map(|v| v.kind()) {
                 Some(
                     "arrow_function" | "function_expression" | "function" | "generator_function",
@@ -195,6 +230,22 @@ fn js_def(cx: &Context<'_, '_>, node: Node<'_>, k: &str, src: &[u8], in_type: bo
         _ => return None,
     };
     by_field(kind, node, src)
+}
+
+/// Whether a JavaScript value is a function (so that what holds it defines one).
+fn is_function_value(kind: &str) -> bool {
+    matches!(kind, "arrow_function" | "function_expression" | "function" | "generator_function")
+}
+
+/// An expression without the parentheses around it: `(function f() {})` is a function.
+fn unparen(mut node: Node<'_>) -> Node<'_> {
+    while node.kind() == "parenthesized_expression" {
+        match node.named_child(0) {
+            Some(inner) => node = inner,
+            None => break,
+        }
+    }
+    node
 }
 
 fn go_def(node: Node<'_>, k: &str, src: &[u8]) -> Option<Def> {

@@ -133,23 +133,24 @@ fn typescript() {
         Lang::TypeScript,
         "typescript.ts",
         expect![[r#"
-        interface Handler 4-6 @4:18 | interface Handler
-        method Handler.handle 5-5 @5:3 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | handle(req: Request): Promise<Response>
-        type Middleware 8-8 @8:13 | type Middleware
-        enum Method 10-13 @10:13 | enum Method
-        class Router 16-33 @16:14 | class Router implements Handler | doc: Routes requests by path.
-        method Router.constructor 19-19 @19:3 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | constructor(private log: Logger)
-        method Router.add 21-23 @21:3 cc=1 cog=0 nest=0 params=2 lines=3/0/0 | add(path: string, handler: Handler): void
-        method Router.handle 25-32 @25:9 cc=2 cog=1 nest=1 params=1 lines=8/0/0 | async handle(req: Request): Promise<Response>
-        module Routes 35-37 @35:18 | namespace Routes
-        constant Routes.ROOT 36-36 @36:16 | ROOT
-        function withLogging 39-41 @39:14 cc=1 cog=0 nest=0 params=1 lines=3/0/0 | withLogging: Middleware
-        import Import ./http @1
-        import Import ../log @2
-        calls: Map Response get handle set warn
-        types: Handler Logger Middleware Request Response
-        lines 31/1/9 errors=0
-    "#]],
+            interface Handler 4-6 @4:18 | interface Handler
+            method Handler.handle 5-5 @5:3 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | handle(req: Request): Promise<Response>
+            type Middleware 8-8 @8:13 | type Middleware
+            enum Method 10-13 @10:13 | enum Method
+            class Router 16-33 @16:14 | class Router implements Handler | doc: Routes requests by path.
+            method Router.constructor 19-19 @19:3 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | constructor(private log: Logger)
+            method Router.add 21-23 @21:3 cc=1 cog=0 nest=0 params=2 lines=3/0/0 | add(path: string, handler: Handler): void
+            method Router.handle 25-32 @25:9 cc=2 cog=1 nest=1 params=1 lines=8/0/0 | async handle(req: Request): Promise<Response>
+            module Routes 35-37 @35:18 | namespace Routes
+            constant Routes.ROOT 36-36 @36:16 | ROOT
+            function withLogging 39-41 @39:14 cc=1 cog=0 nest=0 params=1 lines=3/0/0 | withLogging: Middleware
+            function withLogging.handle 40-40 @40:3 cc=1 cog=0 nest=0 params=1 lines=1/0/0 | handle
+            import Import ./http @1
+            import Import ../log @2
+            calls: Map Response get handle set warn
+            types: Handler Logger Middleware Request Response
+            lines 31/1/9 errors=0
+        "#]],
     );
 }
 
@@ -316,4 +317,46 @@ int after(void) { return 1; }
         .collect();
     // Four decisions (three ifs and a while) and the function itself: 5.
     assert_eq!(functions, [("page_malloc", 4, 17, 5), ("after", 19, 19, 1)], "{facts:#?}");
+}
+
+/// The ways JavaScript code defines functions without a declaration (lodash, Node modules,
+/// React classes).
+#[test]
+fn javascript_functions_defined_by_assignment_object_and_field() {
+    let src = br#"function Stack(entries) { this.size = 0; }
+Stack.prototype.push = function (value) { this.size += 1; };
+module.exports.create = function create() { return new Stack(); };
+exports.empty = () => new Stack();
+var runInContext = (function runInContext(context) { return context; });
+const api = {
+  load: function (path) { return path; },
+  save: (value) => value,
+  count: 3,
+};
+class View {
+  handleClick = (event) => { event.stop(); };
+  label = "view";
+}
+"#;
+    let facts = extract(Lang::JavaScript, src).unwrap();
+    let defs: BTreeSet<(String, String)> = facts
+        .symbols
+        .iter()
+        .map(|s| (s.kind.as_str().to_string(), s.qualified_name.clone()))
+        .collect();
+    for (kind, name) in [
+        ("function", "Stack"),
+        ("method", "Stack.push"),
+        ("function", "create"),
+        ("function", "empty"),
+        ("function", "runInContext"),
+        ("function", "load"),
+        ("function", "save"),
+        ("class", "View"),
+        ("method", "View.handleClick"),
+    ] {
+        assert!(defs.contains(&(kind.into(), name.into())), "{kind} {name} missing: {defs:?}");
+    }
+    // Values that are not functions define nothing.
+    assert!(!defs.iter().any(|(_, n)| n.ends_with("count") || n.ends_with("label")), "{defs:?}");
 }
