@@ -654,7 +654,7 @@ impl Index {
         } else {
             FileClass::Source
         };
-        let lang = walk::lang_of(&c.rel);
+        let lang = walk::lang_of(&c.rel, &bytes);
         let facts = lang.and_then(|l| crate::extract::extract(l, &bytes));
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.split('\n').collect();

@@ -337,9 +337,33 @@ pub(crate) fn is_test(rel: &str) -> bool {
         || (rel.ends_with("Test.java") || rel.ends_with("Tests.java"))
 }
 
-/// The language of a file; `None` for text we only search, never parse.
-pub(crate) fn lang_of(rel: &str) -> Option<Lang> {
-    Lang::of_path(Path::new(rel))
+/// The language of a file; `None` for text we only search, never parse. A `.h` file is C
+/// unless its content is C++ (see [`looks_like_cpp`]).
+pub(crate) fn lang_of(rel: &str, bytes: &[u8]) -> Option<Lang> {
+    match Lang::of_path(Path::new(rel)) {
+        Some(Lang::C) if rel.ends_with(".h") && looks_like_cpp(bytes) => Some(Lang::Cpp),
+        other => other,
+    }
+}
+
+/// Whether a header's code (comments and strings aside) uses what only C++ has: a class, a
+/// namespace, a template, an access specifier, a `::` scope, `std::`, `nullptr`,
+/// `constexpr`. `extern "C"` blocks for C++ callers do not make a header C++.
+pub(crate) fn looks_like_cpp(bytes: &[u8]) -> bool {
+    static CODE_ONLY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r#"(?s)/\*.*?\*/|//[^\n]*|"(?:[^"\\\n]|\\.)*""#)
+            .expect("valid regex")
+    });
+    static CPP: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(
+            r"(?m)^\s*(?:template\s*<|namespace\s+\w*\s*\{|class\s+\w+|(?:public|private|protected)\s*:)|\w::~?\w|\b(?:nullptr|constexpr)\b",
+        )
+        .expect("valid regex")
+    });
+    // A header's first 256 KiB say what it is.
+    let head = &bytes[..bytes.len().min(256 * 1024)];
+    let code = CODE_ONLY.replace_all(head, &b" "[..]);
+    CPP.is_match(&code)
 }
 
 /// The file that marks a directory as a Dream.OS data dir: such a directory and everything

@@ -360,3 +360,45 @@ class View {
     // Values that are not functions define nothing.
     assert!(!defs.iter().any(|(_, n)| n.ends_with("count") || n.ends_with("label")), "{defs:?}");
 }
+
+/// A `.h` file holding C++ is parsed as C++ (classes, namespaces and methods found), and a C
+/// header stays C even with an `extern "C"` block for C++ callers and `::` in a comment.
+#[test]
+fn cpp_headers_ending_in_h_are_parsed_as_cpp() {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("widget.h"),
+        "#pragma once\nnamespace ui {\nclass CppInH {\n public:\n  int width() const { return w_; }\n  template <typename T> T as() const;\n private:\n  int w_;\n};\n}  // namespace ui\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tree.path().join("ring.h"),
+        "/* See ring::push in the docs. */\n#ifdef __cplusplus\nextern \"C\" {\n#endif\nstruct ring { int head; };\nint ring_push(struct ring* r, int v);\n#ifdef __cplusplus\n}\n#endif\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let index = dreamos_scan::Index::open(data.path(), tree.path(), Default::default()).unwrap();
+    index.update(&mut |_| {}).unwrap();
+    let symbols = |path: &str| -> Vec<(String, String, String)> {
+        index
+            .symbols(None, None, Some(path))
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let lang = s.lang.map_or("text", |l| l.as_str()).to_string();
+                (lang, s.symbol.kind.as_str().to_string(), s.symbol.qualified_name)
+            })
+            .collect()
+    };
+    let widget = symbols("widget.h");
+    for (kind, name) in [("module", "ui"), ("class", "ui::CppInH"), ("method", "ui::CppInH::width")]
+    {
+        assert!(
+            widget.iter().any(|(l, k, n)| l == "cpp" && k == kind && n == name),
+            "{kind} {name} missing: {widget:?}"
+        );
+    }
+    let ring = symbols("ring.h");
+    assert!(ring.iter().all(|(l, ..)| l == "c"), "{ring:?}");
+    assert!(ring.iter().any(|(_, k, n)| k == "struct" && n == "ring"), "{ring:?}");
+}
