@@ -35,6 +35,13 @@ pub fn extract(lang: Lang, src: &[u8]) -> Option<FileFacts> {
         _ => src.into(),
     };
     let tree = parse(lang, &src)?;
+    // Rust items inside `cfg_*! { ... }` are parsed again as the items they are.
+    if lang == Lang::Rust
+        && let Some((opened, transparent)) = crate::rustmacro::open_item_macros(&src, &tree)
+    {
+        let tree = parse(lang, &opened)?;
+        return Some(walk_tree(lang, &opened, &tree, transparent));
+    }
     Some(extract_tree(lang, &src, &tree))
 }
 
@@ -97,10 +104,18 @@ struct Walker<'a, 't> {
     /// Anonymous functions that are the value of a definition (`const f = () => ...`): their
     /// body is the function's own, not a nested lambda.
     own_lambdas: HashSet<usize>,
+    /// Start bytes of the modules that stand for opened Rust macros (`rustmacro.rs`).
+    transparent: HashSet<usize>,
     syntax_errors: u32,
 }
 
 pub(crate) fn extract_tree(lang: Lang, src: &[u8], tree: &Tree) -> FileFacts {
+    walk_tree(lang, src, tree, HashSet::new())
+}
+
+/// [`extract_tree`], with modules that stand for opened macros (by start byte): no
+/// definitions of their own, their items belong to what encloses them.
+fn walk_tree(lang: Lang, src: &[u8], tree: &Tree, transparent: HashSet<usize>) -> FileFacts {
     let rows = src.iter().filter(|b| **b == b'\n').count() + 1;
     let mut w = Walker {
         lang,
@@ -118,6 +133,7 @@ pub(crate) fn extract_tree(lang: Lang, src: &[u8], tree: &Tree) -> FileFacts {
         exits: Vec::new(),
         else_ifs: HashSet::new(),
         own_lambdas: HashSet::new(),
+        transparent,
         syntax_errors: 0,
     };
     let mut cursor = tree.walk();
@@ -205,6 +221,9 @@ impl<'t> Walker<'_, 't> {
     }
 
     fn definition(&mut self, node: Node<'t>, kind: &str, depth: usize) {
+        if self.transparent.contains(&node.start_byte()) && kind == "mod_item" {
+            return;
+        }
         let parent = self.containers.last().copied();
         let in_type = parent.is_some_and(|p| rules::is_type_container(self.symbols[p].kind));
         let cx = Context { lang: self.lang, up: &self.up };

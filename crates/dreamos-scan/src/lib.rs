@@ -17,6 +17,7 @@ mod model;
 pub mod query;
 mod registry;
 mod rules;
+mod rustmacro;
 mod search;
 pub mod tokenize;
 pub mod trigram;

@@ -402,3 +402,60 @@ fn cpp_headers_ending_in_h_are_parsed_as_cpp() {
     assert!(ring.iter().all(|(l, ..)| l == "c"), "{ring:?}");
     assert!(ring.iter().any(|(_, k, n)| k == "struct" && n == "ring"), "{ring:?}");
 }
+
+/// tokio's way of writing items inside configuration macros: what `cfg_rt! { ... }` holds
+/// is found as if it were written outside it, `mod` declarations included; a macro in a
+/// function body is left alone.
+#[test]
+fn rust_items_inside_cfg_macros_are_definitions() {
+    let src = br#"macro_rules! cfg_rt { ($($item:item)*) => { $($item)* } }
+
+cfg_rt! {
+    /// Spawns a task.
+    pub fn spawn(future: u32) -> u32 {
+        if future > 1 { 1 } else { 0 }
+    }
+
+    pub mod task;
+
+    impl Runtime {
+        pub fn block_on(&self) {}
+    }
+}
+
+pub struct Runtime;
+
+feature! {
+    #![feature = "fs"]
+    pub fn open() {}
+}
+
+fn body() {
+    cfg_rt! { let x = 1; }
+}
+"#;
+    let facts = extract(Lang::Rust, src).unwrap();
+    let defs: Vec<(String, String, u32)> = facts
+        .symbols
+        .iter()
+        .map(|s| (s.kind.as_str().to_string(), s.qualified_name.clone(), s.line))
+        .collect();
+    for (kind, name, line) in [
+        ("function", "spawn", 5),
+        ("module", "task", 9),
+        ("method", "Runtime::block_on", 12),
+        ("struct", "Runtime", 16),
+        ("function", "open", 20),
+        ("function", "body", 23),
+    ] {
+        assert!(
+            defs.contains(&(kind.into(), name.into(), line)),
+            "{kind} {name} at {line} missing: {defs:?}"
+        );
+    }
+    assert!(!defs.iter().any(|(_, n, _)| n.starts_with('m') && n.contains("__")), "{defs:?}");
+    let spawn = facts.symbols.iter().find(|s| s.name == "spawn").unwrap();
+    assert_eq!(spawn.doc.as_deref(), Some("Spawns a task."));
+    assert_eq!(spawn.metrics.map(|m| m.cyclomatic), Some(2));
+    assert!(facts.imports.iter().any(|i| i.target == "task"), "{:?}", facts.imports);
+}
