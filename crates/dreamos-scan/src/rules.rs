@@ -166,6 +166,15 @@ fn js_def(cx: &Context<'_, '_>, node: Node<'_>, k: &str, src: &[u8], in_type: bo
         "method_definition" | "method_signature" | "abstract_method_signature" => {
             SymbolKind::Method
         }
+        // `new (x: number): Point` in an interface: its constructor, named `new`.
+        "construct_signature" => {
+            return Some(Def {
+                kind: SymbolKind::Method,
+                name: "new".into(),
+                name_at: at(node),
+                scope: Vec::new(),
+            });
+        }
         "interface_declaration" => SymbolKind::Interface,
         "type_alias_declaration" => SymbolKind::Type,
         "enum_declaration" => SymbolKind::Enum,

@@ -459,3 +459,18 @@ fn body() {
     assert_eq!(spawn.metrics.map(|m| m.cyclomatic), Some(2));
     assert!(facts.imports.iter().any(|i| i.target == "task"), "{:?}", facts.imports);
 }
+
+/// A TypeScript interface's construct signature is its constructor, `new`.
+#[test]
+fn typescript_construct_signatures_are_constructors() {
+    let src = b"interface PointConstructor {\n  new (x: number, y: number): Point;\n  origin(): Point;\n}\n";
+    let facts = extract(Lang::TypeScript, src).unwrap();
+    let defs: Vec<(String, String, u32)> = facts
+        .symbols
+        .iter()
+        .map(|s| (s.kind.as_str().to_string(), s.qualified_name.clone(), s.line))
+        .collect();
+    assert!(defs.contains(&("method".into(), "PointConstructor.new".into(), 2)), "{defs:?}");
+    let new = facts.symbols.iter().find(|s| s.name == "new").unwrap();
+    assert_eq!(new.metrics.map(|m| m.params), Some(2));
+}
