@@ -106,6 +106,8 @@ struct Walker<'a, 't> {
     own_lambdas: HashSet<usize>,
     /// Start bytes of the modules that stand for opened Rust macros (`rustmacro.rs`).
     transparent: HashSet<usize>,
+    /// How many anonymous functions of their own each definition holds so far (Go).
+    literals: HashMap<usize, u32>,
     syntax_errors: u32,
 }
 
@@ -134,6 +136,7 @@ fn walk_tree(lang: Lang, src: &[u8], tree: &Tree, transparent: HashSet<usize>) -
         else_ifs: HashSet::new(),
         own_lambdas: HashSet::new(),
         transparent,
+        literals: HashMap::new(),
         syntax_errors: 0,
     };
     let mut cursor = tree.walk();
@@ -227,7 +230,28 @@ impl<'t> Walker<'_, 't> {
         let parent = self.containers.last().copied();
         let in_type = parent.is_some_and(|p| rules::is_type_container(self.symbols[p].kind));
         let cx = Context { lang: self.lang, up: &self.up };
-        let Some(def) = rules::definition(&cx, node, kind, self.src, in_type) else { return };
+        let def = match rules::definition(&cx, node, kind, self.src, in_type) {
+            Some(def) => def,
+            // Go's func literals are functions of their own: `TestX.func1`, `TestX.func2`,
+            // numbered in their enclosing function as Go's runtime names them.
+            None if self.rules.lambdas_are_functions
+                && self.rules.lambdas.contains(&kind)
+                && !self.own_lambdas.contains(&node.id())
+                && let Some(p) = parent =>
+            {
+                let n = self.literals.entry(p).or_insert(0);
+                *n += 1;
+                self.own_lambdas.insert(node.id());
+                let at = node.start_position();
+                rules::Def {
+                    kind: crate::SymbolKind::Function,
+                    name: format!("func{n}"),
+                    name_at: (at.row, at.column),
+                    scope: Vec::new(),
+                }
+            }
+            None => return,
+        };
         let sep = self.lang.separator();
         let mut qualified = parent.map(|p| self.symbols[p].qualified_name.clone());
         for scope in &def.scope {

@@ -462,8 +462,14 @@ pub(crate) struct Complexity {
     pub cases: &'static [&'static str],
     pub catches: &'static [&'static str],
     pub ternaries: &'static [&'static str],
-    /// Anonymous functions: they nest their bodies but are part of the enclosing function.
+    /// Anonymous functions: they nest their bodies but are part of the enclosing function,
+    /// unless `lambdas_are_functions`.
     pub lambdas: &'static [&'static str],
+    /// Whether an anonymous function inside a function is a function of its own, named as
+    /// the language's runtime names it (Go: `TestX.func1`), with its own figures; lizard
+    /// does so for Go. Elsewhere anonymous functions fold into their function, as lizard
+    /// folds Rust closures and Python lambdas (docs/complexity.md).
+    pub lambdas_are_functions: bool,
     /// Other decision points that only count for cyclomatic complexity.
     pub other_decisions: &'static [&'static str],
 }
@@ -478,6 +484,7 @@ pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
             catches: &[],
             ternaries: &[],
             lambdas: &["closure_expression"],
+            lambdas_are_functions: false,
             other_decisions: &[],
         },
         Lang::Python => &Complexity {
@@ -488,6 +495,7 @@ pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
             catches: &["except_clause", "except_group_clause"],
             ternaries: &["conditional_expression"],
             lambdas: &["lambda"],
+            lambdas_are_functions: false,
             other_decisions: &["if_clause", "for_in_clause"],
         },
         Lang::JavaScript | Lang::TypeScript | Lang::Tsx => &Complexity {
@@ -498,6 +506,7 @@ pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
             catches: &["catch_clause"],
             ternaries: &["ternary_expression"],
             lambdas: &["arrow_function", "function_expression", "function", "generator_function"],
+            lambdas_are_functions: false,
             other_decisions: &[],
         },
         Lang::Go => &Complexity {
@@ -508,6 +517,7 @@ pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
             catches: &[],
             ternaries: &[],
             lambdas: &["func_literal"],
+            lambdas_are_functions: true,
             other_decisions: &[],
         },
         Lang::Java => &Complexity {
@@ -518,6 +528,7 @@ pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
             catches: &["catch_clause"],
             ternaries: &["ternary_expression"],
             lambdas: &["lambda_expression"],
+            lambdas_are_functions: false,
             other_decisions: &[],
         },
         Lang::C | Lang::Cpp => &Complexity {
@@ -528,6 +539,7 @@ pub(crate) fn complexity(lang: Lang) -> &'static Complexity {
             catches: &["catch_clause"],
             ternaries: &["conditional_expression"],
             lambdas: &["lambda_expression"],
+            lambdas_are_functions: false,
             other_decisions: &[],
         },
     }

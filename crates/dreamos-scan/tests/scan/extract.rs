@@ -474,3 +474,32 @@ fn typescript_construct_signatures_are_constructors() {
     let new = facts.symbols.iter().find(|s| s.name == "new").unwrap();
     assert_eq!(new.metrics.map(|m| m.params), Some(2));
 }
+
+/// Go's function literals are functions of their own, named as Go's runtime names them, as
+/// lizard counts them: a test with subtests is not one big hotspot. Elsewhere anonymous
+/// functions still fold into their function (docs/complexity.md).
+#[test]
+fn go_function_literals_are_functions_of_their_own() {
+    let src = b"package a\n\nfunc TestX(t *testing.T) {\n\tt.Run(\"a\", func(t *testing.T) {\n\t\tif x {\n\t\t\ty()\n\t\t}\n\t})\n\tt.Run(\"b\", func(t *testing.T) { for i := range z { _ = i } })\n\tif z {\n\t\tw()\n\t}\n}\n";
+    let facts = extract(Lang::Go, src).unwrap();
+    let figures: Vec<(String, u32, u32)> = facts
+        .symbols
+        .iter()
+        .map(|s| (s.qualified_name.clone(), s.line, s.metrics.map_or(0, |m| m.cyclomatic)))
+        .collect();
+    assert_eq!(
+        figures,
+        [("TestX".into(), 3, 2), ("TestX.func1".into(), 4, 2), ("TestX.func2".into(), 9, 2)]
+    );
+    let rust = extract(
+        Lang::Rust,
+        b"fn f(x: u32) -> u32 {\n    let g = |v: u32| if v > 1 { 1 } else { 2 };\n    g(x)\n}\n",
+    )
+    .unwrap();
+    let f: Vec<(&str, u32)> = rust
+        .symbols
+        .iter()
+        .map(|s| (s.qualified_name.as_str(), s.metrics.map_or(0, |m| m.cyclomatic)))
+        .collect();
+    assert_eq!(f, [("f", 2)], "a Rust closure folds into its function");
+}
